@@ -1,0 +1,48 @@
+# The project's commands. Every target that needs Python creates .venv first if it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup tutorial test lab bench full lint clean
+
+## setup: create .venv and install the package with its dev extras
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## tutorial: run the whole series with the offline quick profile (executed notebooks in runs/quick)
+tutorial: setup
+	$(BIN)/python -m pdc_utils run --profile quick
+
+## test: the test suite, including a papermill smoke run of every notebook
+test: setup
+	$(BIN)/python -m ruff check pdc_utils tests bench
+	$(BIN)/python -m pytest
+
+## lab: open the notebooks in JupyterLab
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+## bench: the benchmarks of bench/, tables written to bench/results/
+bench: setup
+	$(BIN)/python bench/bench_distance.py
+	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/bench_attacks.py
+
+## full: the paper's CIFAR-10 row on a GPU (pip install -e '.[gpu]' first for CUDA)
+full: setup
+	$(BIN)/python -m pdc_utils run --profile cifar10
+
+## lint: ruff
+lint: setup
+	$(BIN)/python -m ruff check .
+
+## clean: remove caches (keeps .venv, runs/ and figures/)
+clean:
+	rm -rf .pytest_cache .ruff_cache build *.egg-info

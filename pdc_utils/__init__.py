@@ -1,0 +1,1 @@
+"""Distance correlation in TensorFlow and diverge training."""
