@@ -209,9 +209,11 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
         attacks = list(params["attacks"])
         bad = [a for a in attacks if a not in ATTACKS]
         if bad or not attacks:
-            raise ValueError(f"unknown attacks {bad or attacks!r}; valid choices: {', '.join(ATTACKS)}")
-    if "alpha" in params and not (isinstance(params["alpha"], int | float) and params["alpha"] >= 0):
-        raise ValueError(f"alpha must be a number >= 0 (0 trains the baseline), got {params['alpha']!r}")
+            raise ValueError(
+                f"unknown attacks {bad or attacks!r}; valid choices: {', '.join(ATTACKS)}")
+    alpha = params.get("alpha", 0)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or alpha < 0:
+        raise ValueError(f"alpha must be a number >= 0 (0 trains the baseline), got {alpha!r}")
     for key in ("learning_rate", "pgd_step"):
         if key in params and not (isinstance(params[key], int | float) and params[key] > 0):
             raise ValueError(f"{key} must be a number > 0, got {params[key]!r}")
@@ -272,7 +274,7 @@ def figures_dir(run_name: str) -> Path:
 
 
 def data_dir() -> Path | None:
-    """The tfds data dir: ``$TFDS_DATA_DIR`` or ``None`` for tfds' default (~/tensorflow_datasets)."""
+    """The tfds data dir: ``$TFDS_DATA_DIR``, else ``None`` (tfds' ~/tensorflow_datasets)."""
     value = os.environ.get("TFDS_DATA_DIR")
     return Path(value) if value else None
 

@@ -1,0 +1,51 @@
+"""Command line: ``python -m pdc_utils run --profile NAME`` and ``python -m pdc_utils profiles``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from pdc_utils import config, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pdc_utils",
+        description="Run the distance-correlation / diverge-training notebook series.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    go = commands.add_parser("run", help="execute the notebooks in order with papermill")
+    go.add_argument("--profile", default="quick", choices=list(config.PROFILES),
+                    help="parameter profile (default: quick)")
+    go.add_argument("--run-name", default=None,
+                    help="folder under runs/ and figures/ (default: the profile's name)")
+    go.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one profile parameter, e.g. -p epochs=5 (repeatable)")
+    go.add_argument("--notebooks", default=None,
+                    help="comma-separated notebook numbers to run, e.g. 02,03 (default: all)")
+    go.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    commands.add_parser("profiles", help="list the profiles and their parameters")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "profiles":
+        print(run.describe_profiles())
+        return 0
+    try:
+        overrides = dict(run.parse_override(p) for p in args.param)
+        selection = args.notebooks.split(",") if args.notebooks else None
+        start = time.perf_counter()
+        summary = run.run_series(args.profile, run_name=args.run_name, overrides=overrides,
+                                 notebooks=selection, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, run.RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"done in {time.perf_counter() - start:.0f} s; summary: {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Writing a run's files safely, and recording what produced them.
+
+Every file a run keeps (models, tables, JSON) is written to a temporary name in the same
+folder and then renamed with ``os.replace``, which is atomic on POSIX: an interrupted run
+leaves either the previous file or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@contextmanager
+def _atomic_path(path: str | os.PathLike, suffix: str = ""):
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp_path)`` and atomically move the result to ``path``; return ``path``."""
+    with _atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` as CSV (without the index) to ``path`` atomically."""
+    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON file written by :func:`write_json_atomic`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages whose behaviour the results depend on."""
+    versions = {"python": platform.python_version()}
+    for name in ("tensorflow", "keras", "tensorflow-datasets", "numpy", "pdc-utils"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def device_description() -> str:
+    """The accelerator TensorFlow will use, e.g. ``"GPU: NVIDIA H100"`` or ``"CPU (2 cores)"``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                 for g in gpus]
+        return "GPU: " + ", ".join(names)
+    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"

@@ -1,0 +1,166 @@
+"""Run the notebook series end to end with papermill.
+
+Each notebook receives the profile's values for exactly the parameters its ``parameters``
+cell declares; ``-p KEY=VALUE`` overrides a profile value for every notebook that declares it.
+Executed copies go to ``runs/<run>/notebooks/``; the run stops at the first failure and says
+which notebook and cell failed and where the partly executed copy is. At the end it writes
+``runs/<run>/summary.md``.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pdc_utils import artifacts, config
+
+
+class RunError(RuntimeError):
+    """A notebook of the series failed; the message names the notebook, cell and copy."""
+
+
+def notebooks_dir() -> Path:
+    """The folder of the series' notebooks (``<project>/notebooks``)."""
+    return config.project_root() / "notebooks"
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> ``(key, value)``; the value is a Python literal if it parses as one.
+
+    ``epochs=3`` gives 3, ``eps_grid=[0.03,0.1]`` a list, ``dataset=cifar10`` the string.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"parameters are given as KEY=VALUE, got {text!r}")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key.strip(), value
+
+
+def select_notebooks(selection: Iterable[str] | None, directory: Path | None = None) -> list[Path]:
+    """The notebooks to run, in series order; ``selection`` holds numbers like ``"02"``."""
+    directory = directory or notebooks_dir()
+    available = sorted(directory.glob("[0-9][0-9]_*.ipynb"))
+    if not available:
+        raise FileNotFoundError(f"no numbered notebooks in {directory}")
+    if not selection:
+        return available
+    wanted = [s.strip().zfill(2) for s in selection if s.strip()]
+    by_number = {p.name[:2]: p for p in available}
+    unknown = [w for w in wanted if w not in by_number]
+    if unknown:
+        raise ValueError(f"unknown notebooks {unknown}; valid: {', '.join(sorted(by_number))}")
+    return [by_number[w] for w in sorted(set(wanted))]
+
+
+def declared_parameters(notebook: Path) -> dict[str, Any]:
+    """The parameters a notebook declares (name -> papermill's description of it)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def resolve_parameters(profile: str, run_name: str | None,
+                       overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The profile's parameters with overrides applied, validated before anything runs."""
+    params = config.profile(profile)
+    unknown = sorted(set(overrides) - set(params))
+    if unknown:
+        raise ValueError(f"unknown parameters {unknown}; valid: {', '.join(sorted(params))}")
+    params.update(overrides)
+    params["run_name"] = run_name or params["run_name"]
+    return config.validate(params)
+
+
+def run_series(profile: str = "quick", *, run_name: str | None = None,
+               overrides: Mapping[str, Any] | None = None,
+               notebooks: Sequence[str] | None = None,
+               directory: Path | None = None, progress: bool = True) -> Path:
+    """Execute the selected notebooks in order with ``profile``; return the summary's path."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    params = resolve_parameters(profile, run_name, overrides or {})
+    paths = select_notebooks(notebooks, directory)
+    run = params["run_name"]
+    out_dir = config.run_dir(run) / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    for index, path in enumerate(paths, start=1):
+        declared = declared_parameters(path)
+        given = {k: v for k, v in params.items() if k in declared}
+        output = out_dir / path.name
+        print(f"[{index}/{len(paths)}] {path.stem} (run {run!r}) -> {output}", flush=True)
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(path), str(output), parameters=given,
+                                       cwd=str(path.parent), kernel_name="python3",
+                                       progress_bar=progress, log_output=False)
+        except PapermillExecutionError as err:
+            raise RunError(
+                f"notebook {path.name} failed in cell [{err.exec_count}] "
+                f"({_failed_cell_source(output)}) with {err.ename}: {err.evalue}\n"
+                f"the partly executed copy is {output}"
+            ) from err
+        timings[path.stem] = time.perf_counter() - start
+    return write_summary(profile, params, timings)
+
+
+def _failed_cell_source(executed: Path, limit: int = 80) -> str:
+    """The first line of the cell that raised, read back from the executed copy."""
+    import nbformat
+
+    notebook = nbformat.read(str(executed), as_version=4)
+    for cell in notebook.cells:
+        if any(out.get("output_type") == "error" for out in cell.get("outputs", [])):
+            first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+            return f"`{first[:limit]}`"
+    return "cell unknown"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str, float]) -> Path:
+    """Write ``runs/<run>/summary.md``: tables, parameters, versions, device, wall times."""
+    run = params["run_name"]
+    results = config.results_dir(run)
+    lines = [f"# Run `{run}` (profile `{profile}`)", ""]
+    for title, name in (("Transfer attack (accuracy of each model, %)", "transfer_attack.csv"),
+                        ("dCor² of penultimate features to f1 (whole test set)",
+                         "feature_dcor.csv")):
+        if (results / name).exists():
+            lines += [f"## {title}", "", _markdown(pd.read_csv(results / name)), ""]
+    environment = results / "environment.json"
+    env = artifacts.read_json(environment) if environment.exists() else {}
+    versions = env.get("versions", artifacts.package_versions())
+    lines += ["## Where and with what", "",
+              f"- device: {env.get('device', 'not recorded (notebook 02 records it)')}",
+              f"- precision: {env.get('precision_policy', 'n/a')}, seed {params.get('seed')}",
+              "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), "",
+              "## Wall time per notebook", ""]
+    lines += [f"- {name}: {seconds:.1f} s" for name, seconds in timings.items()]
+    lines += [f"- total: {sum(timings.values()):.1f} s", "", "## Parameters", ""]
+    lines += [f"- `{k}` = `{v!r}`" for k, v in sorted(params.items())]
+    return artifacts.write_text_atomic(config.run_dir(run) / "summary.md", "\n".join(lines) + "\n")
+
+
+def describe_profiles() -> str:
+    """A readable listing of every profile and its parameters."""
+    blocks = []
+    for name, values in config.PROFILES.items():
+        params = config.profile(name)
+        body = "\n".join(f"    {k} = {v!r}" for k, v in sorted(params.items()))
+        blocks.append(f"{name}: {values['description']}\n{body}")
+    return "\n\n".join(blocks)

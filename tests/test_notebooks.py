@@ -1,0 +1,85 @@
+"""The notebooks: how they are stored, their parameters, and a smoke run of the whole series."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import keras
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+
+from pdc_utils import config, run
+
+NOTEBOOKS = sorted(run.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+REFERENCE_COLUMNS = list(pd.read_csv(Path(config.__file__).parent / "paper_table1.csv").columns)
+
+
+def test_the_series_is_complete():
+    assert [p.stem for p in NOTEBOOKS] == list(config.NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_without_outputs_and_with_one_parameters_cell(path):
+    notebook = nbformat.read(str(path), as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "outputs are stored"
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# ")
+    text = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown").lower()
+    for heading in ("what you will learn", "summary", "exercises"):
+        assert heading in text, f"{path.name} has no '{heading}' section"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_are_typed_commented_and_default_to_the_quick_profile(path):
+    declared = papermill.inspect_notebook(str(path))
+    assert "run_name" in declared and "seed" in declared
+    quick = config.profile("quick")
+    for name, info in declared.items():
+        assert info["inferred_type_name"] != "None", f"{name} has no type annotation"
+        assert info["help"].strip(), f"{name} has no comment"
+        assert name in quick, f"{name} is not a profile parameter, so runs cannot set it"
+        assert ast.literal_eval(info["default"]) == quick[name], f"{name} default != quick"
+
+
+@pytest.mark.notebook
+def test_smoke_run_of_the_whole_series(isolated_run_dirs):
+    summary = run.run_series("smoke", run_name="smoke", progress=False)
+    run_dir = isolated_run_dirs / "runs" / "smoke"
+    assert summary == run_dir / "summary.md"
+    for name in config.NOTEBOOKS:
+        assert (run_dir / "notebooks" / f"{name}.ipynb").exists()
+
+    for name in ("f1", "f2_baseline", "f2_diverge"):
+        network = keras.models.load_model(run_dir / "models" / f"{name}.keras")
+        logits, features = network(keras.ops.zeros((2, 8, 8, 3)))
+        assert logits.shape == (2, 10) and features.shape[0] == 2
+
+    table = pd.read_csv(run_dir / "results" / "transfer_attack.csv")
+    assert list(table.columns) == ["dataset", "network", "method", "clean", "fgm_0.05",
+                                   "pgd_0.05", "fgm_0.10", "pgd_0.10"]
+    assert set(table["method"]) == {"source", "baseline", "diverge"}
+    assert table.drop(columns=["dataset", "network", "method"]).stack().between(0, 100).all()
+
+    dcor = pd.read_csv(run_dir / "results" / "feature_dcor.csv")
+    assert list(dcor.columns) == ["model", "reference", "dcor_sqr", "n"]
+    assert set(dcor["model"]) >= {"f2_baseline", "f2_diverge"}
+    assert (dcor["n"] == config.profile("smoke")["test_limit"]).all()
+
+    figures = list((isolated_run_dirs / "figures" / "smoke").glob("*.png"))
+    assert {f.name[:2] for f in figures} == {"01", "02", "03", "04"}
+    text = summary.read_text()
+    assert "Transfer attack" in text and "Wall time per notebook" in text
+
+
+def test_quick_profile_columns_match_the_paper_table():
+    quick = config.profile("quick")
+    columns = ["dataset", "network", "method", "clean"] + [
+        f"{a}_{e:.2f}" for e in quick["eps_grid"] for a in quick["attacks"]]
+    assert columns == REFERENCE_COLUMNS
