@@ -287,3 +287,11 @@ def require(path: Path, notebook: str) -> Path:
             f"run_name (or `python -m pdc_utils run --notebooks {notebook[:2]}`)."
         )
     return Path(path)
+
+
+def package_file(name: str) -> Path:
+    """A data file shipped inside the package, e.g. ``paper_table1.csv`` (the paper's Table 1)."""
+    path = Path(__file__).parent / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} is not a data file of pdc_utils")
+    return path

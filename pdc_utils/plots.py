@@ -59,3 +59,29 @@ def save_figure(fig: matplotlib.figure.Figure, name: str, directory: str | os.Pa
 def close(fig: matplotlib.figure.Figure) -> None:
     """Close a figure that has been shown and saved, so long notebooks do not hoard memory."""
     plt.close(fig)
+
+
+def plot_histories(histories: dict, metrics: tuple[str, ...] = ("accuracy", "ce"),
+                   titles: dict | None = None) -> matplotlib.figure.Figure:
+    """Per-epoch curves of several trainings side by side: one panel per metric.
+
+    ``histories`` maps a model name (``f1``, ``f2_baseline``, ``f2_diverge``) to the
+    per-epoch table that training wrote (``results/history_<name>.csv``). Training values are
+    dashed, test values (``val_<metric>``) solid, each model in its series colour.
+    """
+    titles = titles or {}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for name, history in histories.items():
+            color = MODEL_COLORS.get(name)
+            epochs = history["epoch"] + 1
+            if metric in history:
+                ax.plot(epochs, history[metric], "--", color=color, alpha=0.7,
+                        label=f"{name} (train)")
+            if f"val_{metric}" in history:
+                ax.plot(epochs, history[f"val_{metric}"], "-", color=color, label=f"{name} (test)")
+        ax.set_xlabel("epoch")
+        ax.set_title(titles.get(metric, metric))
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

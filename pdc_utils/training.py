@@ -109,6 +109,7 @@ class DivergeModel(keras.Model):
         self.ce_tracker = keras.metrics.Mean(name="ce")
         self.dcor_tracker = keras.metrics.Mean(name="dcor_sqr")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.built = network.built  # a functional network is built: so is the wrapper
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
@@ -136,7 +137,7 @@ class DivergeModel(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
             logits, features = self.network(x, training=True)
@@ -156,7 +157,7 @@ class DivergeModel(keras.Model):
         return self._record(y, logits, ce, dcor)
 
     def test_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits, features = self.network(x, training=False)
         return self._record(y, logits, self._cross_entropy(y, logits), self._dcor_sqr(x, features))
 
@@ -292,7 +293,7 @@ def train_network(network: keras.Model, train_data: tf.data.Dataset, test_data: 
     ]
     if progress:
         all_callbacks.append(EpochProgress(epochs, name))
-    model.fit(train_data, validation_data=test_data, epochs=epochs, verbose=0,
+    model.fit(train_data, validation_data=test_data, epochs=epochs, verbose=0, shuffle=False,
               callbacks=all_callbacks)
     save_network(network, model_path)
     artifacts.write_json_atomic(params_path, params)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import keras
 import nbformat
@@ -14,7 +13,7 @@ import pytest
 from pdc_utils import config, run
 
 NOTEBOOKS = sorted(run.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
-REFERENCE_COLUMNS = list(pd.read_csv(Path(config.__file__).parent / "paper_table1.csv").columns)
+REFERENCE_COLUMNS = list(pd.read_csv(config.package_file("paper_table1.csv")).columns)
 
 
 def test_the_series_is_complete():
