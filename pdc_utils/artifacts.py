@@ -84,3 +84,4 @@ def device_description() -> str:
                  for g in gpus]
         return "GPU: " + ", ".join(names)
     return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+

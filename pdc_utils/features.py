@@ -20,10 +20,9 @@ from pdc_utils.distance import distance_correlation_sqr_blocked
 
 def predict(network: keras.Model, dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
     """Logits, features, predictions and labels of ``network`` over a labelled dataset."""
-    forward = tf.function(lambda x: network(x, training=False))
     logits, features, labels = [], [], []
     for x, y in dataset:
-        batch_logits, batch_features = forward(x)
+        batch_logits, batch_features = network(x, training=False)
         logits.append(np.asarray(batch_logits, dtype=np.float32))
         features.append(np.asarray(batch_features, dtype=np.float32))
         labels.append(y.numpy())

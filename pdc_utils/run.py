@@ -10,6 +10,7 @@ which notebook and cell failed and where the partly executed copy is. At the end
 from __future__ import annotations
 
 import ast
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -88,6 +89,7 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
     from papermill.exceptions import PapermillExecutionError
 
     params = resolve_parameters(profile, run_name, overrides or {})
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels inherit it: quieter logs
     paths = select_notebooks(notebooks, directory)
     run = params["run_name"]
     out_dir = config.run_dir(run) / "notebooks"
@@ -128,7 +130,8 @@ def _failed_cell_source(executed: Path, limit: int = 80) -> str:
 def _markdown(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    rows = ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
+            for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
 
 

@@ -1,0 +1,122 @@
+"""Throughput of the plain and the diverge training step, side by side, and where time goes.
+
+The diverge step adds one frozen forward pass of f1 (inference mode, no backward) and the dCor²
+term on a batch of features. Its cost relative to the plain step (forward + backward of f2) is
+what matters: DESIGN.md asks for at least 0.7x the plain step's images per second on CPU.
+
+Steps are timed in interleaved rounds (plain, diverge, plain, ...) so that drifts of the
+machine affect both alike; the table reports medians and the ratio.
+
+    python bench/bench_training.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pdc_utils import artifacts, data, models, training  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "bench_training.md"
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls (results forced to the host)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, out)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny sanity run")
+    args = parser.parse_args()
+    batch, width, rounds, steps = (32, 8, 2, 2) if args.quick else (128, 32, 5, 5)
+
+    keras.utils.set_random_seed(0)
+    info = data.dataset_info("cifar10")
+    x = tf.random.uniform((batch, *info.image_shape))
+    y = tf.random.uniform((batch,), maxval=info.num_classes, dtype=tf.int32)
+    f1 = models.build_network("resnet18", info, width=width)
+    plain = training.DivergeModel(models.build_network("resnet18", info, width=width),
+                                  weight_decay=5e-4)
+    diverge = training.DivergeModel(models.build_network("resnet18", info, width=width), [f1],
+                                    alpha=0.05, weight_decay=5e-4)
+    for model in (plain, diverge):
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+        model.train_on_batch(x, y)  # trace and warm up
+
+    reference_forward = tf.function(lambda: f1(x, training=False)[1])
+    _, features = f1(x)
+    features2 = tf.Variable(features + tf.random.normal(features.shape))
+
+    @tf.function
+    def dcor_forward_backward():
+        with tf.GradientTape() as tape:
+            value = training.mean_feature_dcor_sqr(features2, [features])
+        return tape.gradient(value, features2)
+
+    reference_forward()
+    dcor_forward_backward()
+
+    plain_times, diverge_times, ref_times, dcor_times = [], [], [], []
+    for _ in range(rounds):
+        plain_times.append(timed(lambda: plain.train_on_batch(x, y), steps))
+        diverge_times.append(timed(lambda: diverge.train_on_batch(x, y), steps))
+        ref_times.append(timed(reference_forward, steps))
+        dcor_times.append(timed(dcor_forward_backward, steps))
+    t_plain, t_div = statistics.median(plain_times), statistics.median(diverge_times)
+    t_ref, t_dcor = statistics.median(ref_times), statistics.median(dcor_times)
+    ratio = t_plain / t_div
+    lines = [
+        "# Training step throughput: plain vs diverge",
+        "",
+        f"{date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"TensorFlow {tf.__version__}, {artifacts.device_description()}.",
+        f"CIFAR ResNet-18 at width {width} ({f1.count_params():,} parameters, "
+        f"{f1.outputs[1].shape[-1]} features), batch {batch} of 32x32x3, float32, SGD momentum, "
+        f"weight decay; medians of {rounds} interleaved rounds of {steps} steps.",
+        "",
+        "| step | ms / step | images / s | relative to plain |",
+        "|---|---:|---:|---:|",
+        f"| plain (α = 0, no reference) | {1e3 * t_plain:.1f} | {batch / t_plain:.0f} | 1.00 |",
+        f"| diverge (α = 0.05, f1 frozen) | {1e3 * t_div:.1f} | {batch / t_div:.0f} "
+        f"| {ratio:.2f} |",
+        "",
+        "Where the extra time of the diverge step goes:",
+        "",
+        "| part | ms | share of the diverge step |",
+        "|---|---:|---:|",
+        f"| f1 forward (inference) | {1e3 * t_ref:.1f} | {t_ref / t_div:.0%} |",
+        f"| dCor² forward + backward (n = {batch}, d = {features.shape[-1]}) | "
+        f"{1e3 * t_dcor:.2f} | {t_dcor / t_div:.1%} |",
+        f"| everything else (f2 forward + backward, update) | "
+        f"{1e3 * (t_div - t_ref - t_dcor):.1f} | {(t_div - t_ref - t_dcor) / t_div:.0%} |",
+        "",
+        f"Target: diverge at least 0.7x plain. Measured: {ratio:.2f}x "
+        f"({'met' if ratio >= 0.7 else 'missed'}).",
+    ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(table)
+        print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Tests of pdc_utils.models: the (logits, features) contract of every network."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from pdc_utils import config, data, models
+
+DIGITS = data.dataset_info("digits")
+CIFAR = data.dataset_info("cifar10")
+# ImageNet-style data at the smallest size keras.applications accepts, to keep tests fast.
+SMALL_IMAGENET = dataclasses.replace(
+    data.dataset_info("imagenette"), image_shape=(32, 32, 3)
+)
+
+# (width, expected feature size) per network.
+FEATURES = {
+    "resnet18": (16, 8 * 16),
+    "resnet34": (16, 8 * 16),
+    "resnet50": (16, 32 * 16),
+    "resnet152": (16, 32 * 16),
+    "mobilenet_v3_small": (64, 576),
+    "efficientnet_b0": (64, 1280),
+}
+
+
+def images(info: data.DatasetInfo, n: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, *info.image_shape), dtype=np.float32)
+
+
+@pytest.fixture
+def mixed_precision():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    keras.mixed_precision.set_global_policy(previous)
+
+
+def test_features_table_covers_every_network():
+    assert set(FEATURES) == set(config.NETWORKS)
+
+
+@pytest.mark.parametrize("name", config.NETWORKS)
+def test_every_network_returns_logits_and_features(name):
+    width, feature_size = FEATURES[name]
+    model = models.build_network(name, SMALL_IMAGENET, width=width)
+    assert model.output_names == ["logits", "features"]
+    assert isinstance(model.layers[1], keras.layers.Normalization)
+    logits, features = model(images(SMALL_IMAGENET))
+    assert tuple(logits.shape) == (2, 10) and tuple(features.shape) == (2, feature_size)
+    assert logits.dtype == "float32" and features.dtype == "float32"
+    assert np.isfinite(logits.numpy()).all() and np.isfinite(features.numpy()).all()
+    # The logits are the Dense layer applied to the features.
+    dense = model.get_layer("logits")
+    np.testing.assert_allclose(dense(features).numpy(), logits.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_resnet_stems_and_widths():
+    assert models.resolve_stem(CIFAR) == "cifar" and models.resolve_stem(DIGITS) == "cifar"
+    assert models.resolve_stem(data.dataset_info("imagenette")) == "imagenet"
+    digits_net = models.build_network("resnet18", DIGITS, width=16)  # 8 -> 8 -> 4 -> 2 -> 1
+    assert digits_net.get_layer("stage4_block2_out").output.shape[1:3] == (1, 1)
+    assert "stem_pool" not in [layer.name for layer in digits_net.layers]
+    imagenet_stem = models.build_network("resnet18", SMALL_IMAGENET, width=8, stem="imagenet")
+    assert imagenet_stem.get_layer("stem_conv").kernel.shape == (7, 7, 3, 8)
+    assert imagenet_stem.get_layer("stem_pool").output.shape[1:3] == (8, 8)
+    # The paper's CIFAR ResNet-18 (11,173,962 trainable parameters in PyTorch).
+    full = models.build_network("resnet18", CIFAR)
+    assert sum(int(np.prod(w.shape)) for w in full.trainable_weights) == 11_173_962
+    assert full.outputs[1].shape[-1] == 512
+
+
+def test_normalisation_is_the_first_layer_and_exact():
+    model = models.build_network("resnet18", CIFAR, width=8)
+    x = images(CIFAR, n=3)
+    normalised = keras.Model(model.input, model.get_layer("normalize").output)(x).numpy()
+    expected = (x - np.array(CIFAR.mean)) / np.array(CIFAR.std)
+    np.testing.assert_allclose(normalised, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_applications_normalise_exactly_once():
+    mobilenet = models.build_network("mobilenet_v3_small", SMALL_IMAGENET, width=16)
+    kinds = [type(layer) for layer in mobilenet.layers]
+    assert kinds.count(keras.layers.Normalization) == 1
+    assert keras.layers.Rescaling not in kinds
+    # EfficientNet: our normalisation, x255, its own /255 and its identity Normalization.
+    efficientnet = models.build_network("efficientnet_b0", SMALL_IMAGENET)
+    inner = [layer for layer in efficientnet.layers
+             if isinstance(layer, keras.layers.Normalization) and layer.name != "normalize"]
+    assert len(inner) == 1
+    x = images(SMALL_IMAGENET)
+    seen_by_stem = keras.Model(efficientnet.input, inner[0].output)(x).numpy()
+    expected = (x - np.array(SMALL_IMAGENET.mean)) / np.array(SMALL_IMAGENET.std)
+    np.testing.assert_allclose(seen_by_stem, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "name, info, width",
+    [("resnet18", DIGITS, 8), ("mobilenet_v3_small", SMALL_IMAGENET, 16),
+     ("efficientnet_b0", SMALL_IMAGENET, 64)],
+)
+def test_outputs_are_float32_under_mixed_precision(mixed_precision, name, info, width):
+    model = models.build_network(name, info, width=width)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs[0].compute_dtype == "float16"  # the policy is in effect inside the network
+    logits, features = model(images(info))
+    assert logits.dtype == "float32" and features.dtype == "float32"
+    assert np.isfinite(logits.numpy()).all() and np.isfinite(features.numpy()).all()
+
+
+def test_build_is_deterministic_under_the_seed():
+    def weights(seed):
+        keras.utils.set_random_seed(seed)
+        return [w.numpy() for w in models.build_network("resnet18", DIGITS, width=8).weights]
+
+    first, again, other = weights(0), weights(0), weights(1)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+@pytest.mark.parametrize(
+    "name, info, width",
+    [("resnet18", DIGITS, 8), ("mobilenet_v3_small", SMALL_IMAGENET, 16),
+     ("efficientnet_b0", SMALL_IMAGENET, 64)],
+)
+def test_keras_file_round_trip_without_custom_objects(tmp_path, name, info, width):
+    model = models.build_network(name, info, width=width)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    x = images(info, n=3)
+    for before, after in zip(model(x), loaded(x), strict=True):
+        np.testing.assert_allclose(after.numpy(), before.numpy(), rtol=1e-6, atol=1e-6)
+    assert loaded.output_names == ["logits", "features"]
+
+
+@pytest.mark.parametrize(
+    "name, info, kwargs, match",
+    [
+        ("vgg16", CIFAR, {}, "valid networks: resnet18, resnet34, resnet50, resnet152"),
+        ("resnet18", CIFAR, {"stem": "tiny"}, "valid stems: auto, cifar, imagenet"),
+        ("resnet18", CIFAR, {"width": 0}, "width must be a positive integer"),
+        ("resnet18", CIFAR, {"width": 8.0}, "width must be a positive integer"),
+        ("efficientnet_b0", SMALL_IMAGENET, {"width": 32}, "no width setting"),
+        ("mobilenet_v3_small", DIGITS, {}, "at least 32x32"),
+        ("efficientnet_b0", DIGITS, {}, "use one of resnet18"),
+    ],
+)
+def test_bad_parameters_are_rejected(name, info, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        models.build_network(name, info, **kwargs)
