@@ -22,7 +22,7 @@ tutorial: setup
 
 ## test: the test suite, including a papermill smoke run of every notebook
 test: setup
-	$(BIN)/python -m ruff check pdc_utils tests bench
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest
 
 ## lab: open the notebooks in JupyterLab
