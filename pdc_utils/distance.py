@@ -1,0 +1,511 @@
+r"""Distance correlation and its relatives, in TensorFlow, differentiable.
+
+Samples ``x`` (n x p) and ``y`` (n x q) with paired rows; ``a_ij = ||x_i - x_j||`` and
+``b_ij = ||y_i - y_j||`` are their Euclidean distance matrices.
+
+* V-statistics (Székely, Rizzo & Bakirov 2007): double-centre the distance matrices,
+  ``A_ij = a_ij - mean_k a_kj - mean_k a_ik + mean_kl a_kl``, then
+  ``dCov²(X, Y) = (1/n²) Σ_ij A_ij B_ij`` and
+  ``dCor²(X, Y) = dCov²(X, Y) / sqrt(dCov²(X, X) dCov²(Y, Y))`` (0 when the denominator is 0).
+* U-statistics (Székely & Rizzo 2014): U-centre instead,
+  ``Ã_ij = a_ij - a_i./(n-2) - a_.j/(n-2) + a_../((n-1)(n-2))`` for i != j and ``Ã_ii = 0``;
+  the inner product ``(Ã·B̃) = Σ_{i≠j} Ã_ij B̃_ij / (n(n-3))`` is an unbiased estimator of
+  dCov², so the bias-corrected dCor² can be negative.
+* Partial distance correlation: project Z out of X and Y in the Hilbert space of U-centred
+  matrices, ``P(X) = Ã - ((Ã·C̃)/(C̃·C̃)) C̃``, and correlate the residuals.
+
+Inputs are numpy arrays or tensors of shape (n,) or (n, d) (1-D means d = 1). Results are
+float64 for float64 input and float32 otherwise (float16, bfloat16 and integer inputs are
+computed in float32, so the functions are safe under a ``mixed_float16`` Keras policy). Every
+function works eagerly and inside ``tf.function`` and is differentiable, with finite gradients
+even for duplicate rows and constant inputs. Bad input (mismatched sample counts, rank > 2,
+too few samples, NaN or inf) raises ``ValueError`` eagerly and ``InvalidArgumentError`` inside a
+``tf.function`` (shape errors that are visible at trace time raise ``ValueError`` there too).
+
+The ``dcor`` package (numpy) is the reference; ``tests/test_distance.py`` checks agreement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "pairwise_distances",
+    "pairwise_distances_broadcast",
+    "double_centered",
+    "u_centered",
+    "distance_covariance_sqr",
+    "distance_correlation_sqr",
+    "distance_correlation",
+    "u_distance_covariance_sqr",
+    "u_distance_correlation_sqr",
+    "partial_distance_covariance",
+    "partial_distance_correlation",
+    "distance_covariance_test",
+    "distance_covariance_sqr_blocked",
+    "distance_correlation_sqr_blocked",
+]
+
+#: Most elements of the (permutations, n, n) tensor the permutation test holds at once.
+_PERMUTATION_CHUNK_ELEMENTS = 2**23
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _require(condition: Any, message: str) -> list[tf.Operation]:
+    """Check ``condition``: raise ``ValueError`` eagerly, return an assert op in a graph."""
+    if tf.executing_eagerly():
+        if not bool(condition):
+            raise ValueError(message)
+        return []
+    return [tf.debugging.Assert(condition, [message])]
+
+
+def _to_tensor(func: str, name: str, value: Any) -> tf.Tensor:
+    """Convert numpy/tf/array-like input to a tensor with a real (float, int or bool) dtype."""
+    if isinstance(value, tf.Tensor | tf.Variable):
+        tensor = tf.convert_to_tensor(value)
+    else:
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiub":
+            raise ValueError(f"{func}: {name} must hold real numbers, got dtype {array.dtype}")
+        tensor = tf.convert_to_tensor(array)
+    dtype = tensor.dtype
+    if not (dtype.is_floating or dtype.is_integer or dtype == tf.bool):
+        raise ValueError(f"{func}: {name} must hold real numbers, got dtype {dtype.name}")
+    return tensor
+
+
+def _prepare(func: str, min_n: int, **arrays: Any) -> list[tf.Tensor]:
+    """Validate samples and return them as (n, d) tensors of one compute dtype.
+
+    The compute dtype is float64 if any input is float64, else float32. Rank 1 becomes (n, 1).
+    Checks: rank 1 or 2, equal sample counts, ``n >= min_n``, all values finite.
+    """
+    tensors = {name: _to_tensor(func, name, value) for name, value in arrays.items()}
+    dtype = tf.float64 if any(t.dtype == tf.float64 for t in tensors.values()) else tf.float32
+    checks: list[tf.Operation] = []
+    samples: dict[str, tf.Tensor] = {}
+    for name, tensor in tensors.items():
+        rank = tensor.shape.rank
+        if rank not in (1, 2):
+            raise ValueError(
+                f"{func}: {name} must have shape (n,) or (n, d), got shape {tensor.shape} "
+                f"(rank {rank})"
+            )
+        tensor = tf.cast(tensor, dtype)
+        if rank == 1:
+            tensor = tensor[:, None]
+        checks += _require(
+            tf.reduce_all(tf.math.is_finite(tensor)),
+            f"{func}: {name} contains NaN or infinite values; all values must be finite",
+        )
+        samples[name] = tensor
+    names = list(samples)
+    ns = {name: samples[name].shape[0] for name in names}
+    first = names[0]
+    for name in names[1:]:
+        if ns[first] is not None and ns[name] is not None:
+            if ns[first] != ns[name]:
+                raise ValueError(
+                    f"{func}: {first} and {name} must have the same number of samples (rows), "
+                    f"got {ns[first]} and {ns[name]}"
+                )
+        else:
+            checks += _require(
+                tf.equal(tf.shape(samples[first])[0], tf.shape(samples[name])[0]),
+                f"{func}: {first} and {name} must have the same number of samples (rows)",
+            )
+    too_few = f"{func}: needs at least {min_n} samples (rows)"
+    if ns[first] is not None:
+        if ns[first] < min_n:
+            raise ValueError(f"{too_few}, got n = {ns[first]}")
+    else:
+        checks += _require(tf.shape(samples[first])[0] >= min_n, too_few)
+    if checks:
+        with tf.control_dependencies(checks):
+            return [tf.identity(samples[name]) for name in names]
+    return [samples[name] for name in names]
+
+
+def _prepare_matrix(func: str, a: Any, min_n: int) -> tf.Tensor:
+    """Validate a square n x n matrix with ``n >= min_n`` and finite values."""
+    matrix = _to_tensor(func, "a", a)
+    if matrix.shape.rank != 2:
+        raise ValueError(f"{func}: a must be an n x n matrix, got shape {matrix.shape}")
+    matrix = tf.cast(matrix, tf.float64 if matrix.dtype == tf.float64 else tf.float32)
+    rows, cols = matrix.shape
+    if rows is not None and cols is not None:
+        if rows != cols or rows < min_n:
+            raise ValueError(
+                f"{func}: a must be a square n x n matrix with n >= {min_n}, got {matrix.shape}"
+            )
+    checks = _require(
+        tf.reduce_all(tf.math.is_finite(matrix)),
+        f"{func}: a contains NaN or infinite values; all values must be finite",
+    )
+    if rows is None or cols is None:
+        n = tf.shape(matrix)
+        checks += _require(
+            tf.logical_and(tf.equal(n[0], n[1]), n[0] >= min_n),
+            f"{func}: a must be a square n x n matrix with n >= {min_n}",
+        )
+    if checks:
+        with tf.control_dependencies(checks):
+            return tf.identity(matrix)
+    return matrix
+
+
+# ------------------------------------------------------------------------ building blocks
+
+
+def _safe_sqrt(x: tf.Tensor) -> tf.Tensor:
+    """``sqrt(x)`` for ``x >= 0`` whose gradient at 0 is 0 instead of inf.
+
+    The double ``tf.where`` keeps the zero entries out of ``tf.sqrt`` altogether, so neither the
+    forward value nor the backward ``0 * inf`` can produce NaN.
+    """
+    positive = x > 0
+    return tf.where(positive, tf.sqrt(tf.where(positive, x, tf.ones_like(x))), tf.zeros_like(x))
+
+
+def _ratio(numerator: tf.Tensor, norm_sqr_a: tf.Tensor, norm_sqr_b: tf.Tensor) -> tf.Tensor:
+    """``numerator / sqrt(norm_sqr_a * norm_sqr_b)``, defined as 0 when the denominator is 0."""
+    denominator = _safe_sqrt(norm_sqr_a) * _safe_sqrt(norm_sqr_b)
+    positive = denominator > 0
+    safe = tf.where(positive, denominator, tf.ones_like(denominator))
+    return tf.where(positive, numerator / safe, tf.zeros_like(numerator))
+
+
+def _centre_columns(x: tf.Tensor) -> tf.Tensor:
+    """Translate ``x`` so its column means are 0 (distances do not change).
+
+    The first row is subtracted before the mean so that constant input becomes exactly 0.
+    Otherwise its identical rows would give ``d² = ||x||² + ||x||² - 2 x·x``, which is 0 only if
+    the matmul rounds like the sum of squares (it need not, e.g. TF32 matmuls on GPUs), and a
+    constant input would get a non-zero, noise-driven dCor².
+    """
+    x = x - x[:1]
+    return x - tf.reduce_mean(x, axis=0, keepdims=True)
+
+
+def _gram_distances(
+    rows: tf.Tensor, rows_sqr: tf.Tensor, x: tf.Tensor, x_sqr: tf.Tensor, start: Any
+) -> tf.Tensor:
+    """Distances from ``rows`` (rows ``start..`` of the centred ``x``) to every row of ``x``.
+
+    ``d_ij² = ||x_i||² + ||x_j||² - 2 x_i·x_j``, clamped at 0 (rounding can make it slightly
+    negative), with the entries i == j set to exactly 0 before a square root whose gradient
+    at 0 is finite.
+    """
+    d_sqr = rows_sqr[:, None] + x_sqr[None, :] - 2.0 * tf.matmul(rows, x, transpose_b=True)
+    row_index = tf.range(tf.shape(rows)[0]) + start
+    diagonal = row_index[:, None] == tf.range(tf.shape(x)[0])[None, :]
+    d_sqr = tf.where(diagonal, tf.zeros_like(d_sqr), tf.maximum(d_sqr, 0.0))
+    return _safe_sqrt(d_sqr)
+
+
+def _distances(x: tf.Tensor) -> tf.Tensor:
+    """Distance matrix of validated (n, d) samples by the Gram identity of ``_gram_distances``."""
+    x = _centre_columns(x)
+    x_sqr = tf.reduce_sum(tf.square(x), axis=1)
+    return _gram_distances(x, x_sqr, x, x_sqr, 0)
+
+
+def _double_centre(a: tf.Tensor) -> tf.Tensor:
+    row_means = tf.reduce_mean(a, axis=1, keepdims=True)
+    col_means = tf.reduce_mean(a, axis=0, keepdims=True)
+    return a - row_means - col_means + tf.reduce_mean(a)
+
+
+def _u_centre(a: tf.Tensor) -> tf.Tensor:
+    n = tf.cast(tf.shape(a)[0], a.dtype)
+    row_sums = tf.reduce_sum(a, axis=1, keepdims=True)
+    col_sums = tf.reduce_sum(a, axis=0, keepdims=True)
+    centred = a - (row_sums + col_sums) / (n - 2) + tf.reduce_sum(a) / ((n - 1) * (n - 2))
+    return tf.linalg.set_diag(centred, tf.zeros_like(tf.linalg.diag_part(centred)))
+
+
+def _v_product(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """``(1/n²) Σ_ij a_ij b_ij``."""
+    return tf.reduce_mean(a * b)
+
+
+def _u_product(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """``Σ_{i≠j} a_ij b_ij / (n(n-3))`` for U-centred matrices (their diagonals are 0)."""
+    n = tf.cast(tf.shape(a)[0], a.dtype)
+    return tf.reduce_sum(a * b) / (n * (n - 3))
+
+
+def _v_centred(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return _double_centre(_distances(x)), _double_centre(_distances(y))
+
+
+def _v_correlation_sqr(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    a, b = _v_centred(x, y)
+    return _ratio(_v_product(a, b), _v_product(a, a), _v_product(b, b))
+
+
+def _u_centred(*samples: tf.Tensor) -> list[tf.Tensor]:
+    return [_u_centre(_distances(s)) for s in samples]
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def pairwise_distances(x: Any) -> tf.Tensor:
+    """Euclidean distance matrix ``a_ij = ||x_i - x_j||`` of samples ``x`` (n,) or (n, d).
+
+    Computed from the Gram matrix, ``a_ij² = ||x_i||² + ||x_j||² - 2 x_i·x_j``, on ``x`` with
+    its column means subtracted first (a translation, so the distances are unchanged, and the
+    identity loses least precision on centred data). Rounding below 0 is clamped, the diagonal
+    is exactly 0, and the square root has gradient 0 at 0, so duplicate rows and constant input
+    have finite gradients. Cost: one n x d x n matmul; memory O(n²).
+    """
+    (x,) = _prepare("pairwise_distances", 1, x=x)
+    return _distances(x)
+
+
+def pairwise_distances_broadcast(x: Any) -> tf.Tensor:
+    """Distance matrix by broadcasting, ``a_ij = sqrt(Σ_k (x_ik - x_jk)²)``.
+
+    This is how the paper's code computes distances: it materialises the n x n x d tensor of
+    differences, so it needs O(n²·d) memory and time. It is kept only as the baseline that the
+    notebook and ``bench/bench_distance.py`` compare :func:`pairwise_distances` against; use that
+    one in real code.
+    """
+    (x,) = _prepare("pairwise_distances_broadcast", 1, x=x)
+    differences = x[:, None, :] - x[None, :, :]
+    return _safe_sqrt(tf.reduce_sum(tf.square(differences), axis=-1))
+
+
+def double_centered(a: Any) -> tf.Tensor:
+    """Double-centre a square matrix: ``A_ij = a_ij - ā_.j - ā_i. + ā_..`` (bars are means).
+
+    Every row and column of the result sums to 0. For a distance matrix this is the V-statistic
+    centring of :func:`distance_covariance_sqr`.
+    """
+    return _double_centre(_prepare_matrix("double_centered", a, 1))
+
+
+def u_centered(a: Any) -> tf.Tensor:
+    """U-centre a square matrix (n >= 3): the bias-corrected centring of the U-statistics.
+
+    ``Ã_ij = a_ij - a_i./(n-2) - a_.j/(n-2) + a_../((n-1)(n-2))`` for i != j and ``Ã_ii = 0``,
+    where dots are sums over that index.
+    """
+    return _u_centre(_prepare_matrix("u_centered", a, 3))
+
+
+def distance_covariance_sqr(x: Any, y: Any) -> tf.Tensor:
+    """Squared distance covariance, V-statistic: ``dCov²(X, Y) = (1/n²) Σ_ij A_ij B_ij``.
+
+    ``A`` and ``B`` are the double-centred distance matrices of ``x`` and ``y`` (n >= 2; the
+    dimensions of ``x`` and ``y`` may differ). Non-negative, and 0 in the population exactly
+    when X and Y are independent; the V-statistic is biased upwards at small n.
+    """
+    x, y = _prepare("distance_covariance_sqr", 2, x=x, y=y)
+    a, b = _v_centred(x, y)
+    return _v_product(a, b)
+
+
+def distance_correlation_sqr(x: Any, y: Any) -> tf.Tensor:
+    """Squared distance correlation, V-statistic, in [0, 1].
+
+    ``dCor²(X, Y) = dCov²(X, Y) / sqrt(dCov²(X, X) dCov²(Y, Y))``, defined as 0 when the
+    denominator is 0 (a constant input). This is the quantity diverge training minimises
+    (the seed code's ``Distance_Correlation`` returns it, despite its name). Invariant to
+    translation, rotation and global scaling of either input.
+    """
+    x, y = _prepare("distance_correlation_sqr", 2, x=x, y=y)
+    return _v_correlation_sqr(x, y)
+
+
+def distance_correlation(x: Any, y: Any) -> tf.Tensor:
+    """Distance correlation ``dCor(X, Y) = sqrt(dCor²(X, Y))`` (V-statistic), in [0, 1]."""
+    x, y = _prepare("distance_correlation", 2, x=x, y=y)
+    return _safe_sqrt(tf.maximum(_v_correlation_sqr(x, y), 0.0))
+
+
+def u_distance_covariance_sqr(x: Any, y: Any) -> tf.Tensor:
+    """Unbiased estimator of dCov²: ``(Ã·B̃) = Σ_{i≠j} Ã_ij B̃_ij / (n(n-3))`` (n >= 4).
+
+    ``Ã``, ``B̃`` are U-centred distance matrices. Being unbiased, it is negative about half the
+    time when X and Y are independent.
+    """
+    x, y = _prepare("u_distance_covariance_sqr", 4, x=x, y=y)
+    a, b = _u_centred(x, y)
+    return _u_product(a, b)
+
+
+def u_distance_correlation_sqr(x: Any, y: Any) -> tf.Tensor:
+    """Bias-corrected squared distance correlation (n >= 4), in [-1, 1].
+
+    ``dCor²_u(X, Y) = (Ã·B̃) / sqrt((Ã·Ã)(B̃·B̃))``, 0 when the denominator is 0. Unlike the
+    V-statistic it is close to 0 for independent data at any n, and therefore can be negative.
+    """
+    x, y = _prepare("u_distance_correlation_sqr", 4, x=x, y=y)
+    a, b = _u_centred(x, y)
+    return _ratio(_u_product(a, b), _u_product(a, a), _u_product(b, b))
+
+
+def _residuals(x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``P(X) = Ã - ((Ã·C̃)/(C̃·C̃)) C̃`` and ``P(Y)``; no projection when ``C̃·C̃ = 0``."""
+    a, b, c = _u_centred(x, y, z)
+    c_norm_sqr = _u_product(c, c)
+    positive = c_norm_sqr > 0
+    safe = tf.where(positive, c_norm_sqr, tf.ones_like(c_norm_sqr))
+
+    def project(m: tf.Tensor) -> tf.Tensor:
+        coefficient = tf.where(positive, _u_product(m, c) / safe, tf.zeros_like(c_norm_sqr))
+        return m - coefficient * c
+
+    return project(a), project(b)
+
+
+def partial_distance_covariance(x: Any, y: Any, z: Any) -> tf.Tensor:
+    """Partial distance covariance ``pdCov(X, Y; Z) = (P(X)·P(Y))`` (n >= 4).
+
+    ``P(X) = Ã - ((Ã·C̃)/(C̃·C̃)) C̃`` is the residual of the U-centred distance matrix of X after
+    projecting out that of Z (no projection when ``C̃·C̃ = 0``), and ``(·)`` is the U-product
+    ``Σ_{i≠j} / (n(n-3))``.
+    """
+    x, y, z = _prepare("partial_distance_covariance", 4, x=x, y=y, z=z)
+    px, py = _residuals(x, y, z)
+    return _u_product(px, py)
+
+
+def partial_distance_correlation(x: Any, y: Any, z: Any) -> tf.Tensor:
+    """Partial distance correlation ``pdCor(X, Y; Z) = (P(X)·P(Y)) / (|P(X)| |P(Y)|)``, n >= 4.
+
+    The dependence between X and Y that is left once Z is projected out (see
+    :func:`partial_distance_covariance`); in [-1, 1], and 0 when a residual is 0 (X or Y fully
+    explained by Z, or constant). If X is only *numerically* a function of Z (for example a
+    rotated copy), the residual is rounding noise and so is the result.
+    """
+    x, y, z = _prepare("partial_distance_correlation", 4, x=x, y=y, z=z)
+    px, py = _residuals(x, y, z)
+    return _ratio(_u_product(px, py), _u_product(px, px), _u_product(py, py))
+
+
+def distance_covariance_test(
+    x: Any, y: Any, num_resamples: int = 1000, seed: int | None = 0
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Permutation test of independence of X and Y; returns ``(statistic, p_value)``.
+
+    The statistic is ``n · dCov²(X, Y)`` (V-statistic), as in
+    ``dcor.independence.distance_covariance_test``. Under independence every pairing of rows is
+    equally likely, so it is recomputed for ``num_resamples`` random permutations π of Y's rows,
+    ``n · (1/n²) Σ_ij A_ij B_π(i)π(j)``: the centred matrices are computed once and only the index
+    order of B changes, in batches of permutations. The p-value is
+    ``(1 + #{permuted >= observed}) / (num_resamples + 1)``, counting ties (to a relative
+    100·eps, as ``scipy.stats.permutation_test`` does) as at least as extreme; it is never 0,
+    and its smallest value is ``1 / (num_resamples + 1)``.
+
+    Permutations are drawn like dcor draws them (``np.random.RandomState(seed).permutation(n)``
+    per resample; dcor reorders X's matrix by π, which pairs the rows as reordering Y's by π⁻¹
+    does), so for the same seed the p-values agree with dcor's except for exact ties, which dcor
+    does not count. ``seed=None`` draws fresh randomness.
+    """
+    func = "distance_covariance_test"
+    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int | np.integer):
+        raise ValueError(f"{func}: num_resamples must be an integer >= 0, got {num_resamples!r}")
+    if num_resamples < 0:
+        raise ValueError(f"{func}: num_resamples must be an integer >= 0, got {num_resamples}")
+    x, y = _prepare(func, 2, x=x, y=y)
+    n = x.shape[0]
+    if n is None:
+        raise ValueError(f"{func}: the number of samples must be known when tracing")
+    a, b = _v_centred(x, y)
+    statistic = n * _v_product(a, b)
+    rng = np.random.RandomState(seed)
+    permutations = np.array(
+        [np.argsort(rng.permutation(n)) for _ in range(num_resamples)], dtype=np.int32
+    ).reshape(num_resamples, n)
+    chunk = max(1, _PERMUTATION_CHUNK_ELEMENTS // (n * n))
+    permuted = [tf.zeros([0], a.dtype)]
+    for start in range(0, num_resamples, chunk):
+        index = tf.constant(permutations[start : start + chunk])
+        b_rows = tf.gather(b, index)  # (chunk, n, n): rows of B reordered
+        b_perm = tf.gather(b_rows, index, axis=2, batch_dims=1)  # and its columns
+        permuted.append(n * tf.reduce_mean(a[None] * b_perm, axis=[1, 2]))
+    permuted = tf.concat(permuted, axis=0)
+    tolerance = 100 * np.finfo(a.dtype.as_numpy_dtype).eps * tf.abs(statistic)
+    extreme = tf.reduce_sum(tf.cast(permuted >= statistic - tolerance, a.dtype))
+    p_value = (extreme + 1) / (num_resamples + 1)
+    return statistic, p_value
+
+
+# ------------------------------------------------------------------- blocked, for large n
+
+
+def _blocked_sums(func: str, x: Any, y: Any, block_size: int) -> tuple[tf.Tensor, ...]:
+    """``(1/n²) Σ A_ij B_ij``, ``Σ A_ij²``, ``Σ B_ij²`` without an n x n matrix in memory.
+
+    Pass 1 computes the row means of ``a`` and ``b`` block by block (``block_size`` rows
+    against all n); pass 2 recomputes each block of distances, double-centres it with those
+    means, ``A_ij = a_ij - ā_i - ā_j + ā``, and accumulates the three sums. Memory
+    O(block_size · n); time twice the dense form's distance computation.
+    """
+    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
+        raise ValueError(f"{func}: block_size must be a positive integer, got {block_size!r}")
+    if block_size < 1:
+        raise ValueError(f"{func}: block_size must be a positive integer, got {block_size}")
+    x, y = _prepare(func, 2, x=x, y=y)
+    n = x.shape[0]
+    if n is None:
+        raise ValueError(f"{func}: the number of samples must be known when tracing")
+    centred = [_centre_columns(s) for s in (x, y)]
+    squares = [tf.reduce_sum(tf.square(s), axis=1) for s in centred]
+
+    def blocks() -> Any:
+        for start in range(0, n, block_size):
+            stop = min(start + block_size, n)
+            yield start, stop, [
+                _gram_distances(s[start:stop], sq[start:stop], s, sq, start)
+                for s, sq in zip(centred, squares, strict=True)
+            ]
+
+    row_means = [[], []]
+    for _, _, distances in blocks():
+        for means, d in zip(row_means, distances, strict=True):
+            means.append(tf.reduce_mean(d, axis=1))
+    row_means = [tf.concat(means, axis=0) for means in row_means]
+    grand_means = [tf.reduce_mean(means) for means in row_means]
+    ab = aa = bb = tf.zeros([], x.dtype)
+    for start, stop, distances in blocks():
+        a, b = (
+            d - means[start:stop, None] - means[None, :] + grand
+            for d, means, grand in zip(distances, row_means, grand_means, strict=True)
+        )
+        ab += tf.reduce_sum(a * b)
+        aa += tf.reduce_sum(a * a)
+        bb += tf.reduce_sum(b * b)
+    scale = tf.cast(n * n, x.dtype)
+    return ab / scale, aa / scale, bb / scale
+
+
+def distance_covariance_sqr_blocked(x: Any, y: Any, block_size: int = 2048) -> tf.Tensor:
+    """:func:`distance_covariance_sqr`, exact, in O(block_size · n) memory.
+
+    For large n, such as the 10,000 penultimate features of the CIFAR-10 test set, where the
+    n x n matrices would not fit: the distances are computed ``block_size`` rows at a time, in
+    two passes (row means, then the centred products; see ``_blocked_sums``). Differentiable,
+    but autodiff keeps every block for the backward pass, so gradients cost O(n²) memory.
+    """
+    ab, _, _ = _blocked_sums("distance_covariance_sqr_blocked", x, y, block_size)
+    return ab
+
+
+def distance_correlation_sqr_blocked(x: Any, y: Any, block_size: int = 2048) -> tf.Tensor:
+    """:func:`distance_correlation_sqr`, exact, in O(block_size · n) memory.
+
+    ``dCor² = dCov²(X, Y) / sqrt(dCov²(X, X) dCov²(Y, Y))`` from the three blocked sums of
+    ``_blocked_sums`` (0 when the denominator is 0). Use it for whole-test-set dCor².
+    """
+    ab, aa, bb = _blocked_sums("distance_correlation_sqr_blocked", x, y, block_size)
+    return _ratio(ab, aa, bb)
