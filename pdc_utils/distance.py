@@ -80,6 +80,12 @@ def _to_tensor(func: str, name: str, value: Any) -> tf.Tensor:
     return tensor
 
 
+def _check_integer(func: str, name: str, value: Any, low: int) -> None:
+    """Raise a ValueError unless ``value`` is an integer (not a bool) ``>= low``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{func}: {name} must be an integer >= {low}, got {value!r}")
+
+
 def _prepare(func: str, min_n: int, **arrays: Any) -> list[tf.Tensor]:
     """Validate samples and return them as (n, d) tensors of one compute dtype.
 
@@ -412,10 +418,7 @@ def distance_covariance_test(
     does not count. ``seed=None`` draws fresh randomness.
     """
     func = "distance_covariance_test"
-    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int | np.integer):
-        raise ValueError(f"{func}: num_resamples must be an integer >= 0, got {num_resamples!r}")
-    if num_resamples < 0:
-        raise ValueError(f"{func}: num_resamples must be an integer >= 0, got {num_resamples}")
+    _check_integer(func, "num_resamples", num_resamples, low=0)
     x, y = _prepare(func, 2, x=x, y=y)
     n = x.shape[0]
     if n is None:
@@ -451,10 +454,7 @@ def _blocked_sums(func: str, x: Any, y: Any, block_size: int) -> tuple[tf.Tensor
     means, ``A_ij = a_ij - ā_i - ā_j + ā``, and accumulates the three sums. Memory
     O(block_size · n); time twice the dense form's distance computation.
     """
-    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
-        raise ValueError(f"{func}: block_size must be a positive integer, got {block_size!r}")
-    if block_size < 1:
-        raise ValueError(f"{func}: block_size must be a positive integer, got {block_size}")
+    _check_integer(func, "block_size", block_size, low=1)
     x, y = _prepare(func, 2, x=x, y=y)
     n = x.shape[0]
     if n is None:

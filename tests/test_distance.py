@@ -363,7 +363,7 @@ def test_blocked_float32_and_gradient_match_dense():
 @pytest.mark.parametrize("block_size", [0, -3, 2.5, True])
 def test_blocked_rejects_bad_block_size(block_size):
     x, y, _ = _cases(10, seed=14)
-    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+    with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
         D.distance_correlation_sqr_blocked(x, y, block_size=block_size)
 
 
