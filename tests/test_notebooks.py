@@ -76,6 +76,13 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     text = summary.read_text()
     assert "Transfer attack" in text and "Wall time per notebook" in text
 
+    # the seed's protocol (eps in normalised units, no clipping) runs end to end too
+    run.run_series("smoke", run_name="smoke", overrides={"protocol": "paper"},
+                   notebooks=["04"], progress=False)
+    paper = pd.read_csv(run_dir / "results" / "transfer_attack.csv")
+    assert list(paper.columns) == list(table.columns) and len(paper) == 3
+    assert "protocol paper" in (run_dir / "results" / "verdict.md").read_text()
+
 
 def test_quick_profile_columns_match_the_paper_table():
     quick = config.profile("quick")
