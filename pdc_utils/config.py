@@ -281,12 +281,15 @@ def data_dir() -> Path | None:
 
 def require(path: Path, notebook: str) -> Path:
     """Return ``path`` if it exists, else stop with an error naming the notebook to run first."""
-    if not Path(path).exists():
+    path = Path(path)
+    if not path.exists():
+        run = path.resolve().parent.parent.name  # runs/<run>/<models|results>/<file>
         raise FileNotFoundError(
-            f"{path} does not exist: run notebooks/{notebook}.ipynb first with the same "
-            f"run_name (or `python -m pdc_utils run --notebooks {notebook[:2]}`)."
+            f"{path} does not exist: run notebooks/{notebook}.ipynb first with "
+            f"run_name={run!r} (or `python -m pdc_utils run --profile PROFILE --run-name {run} "
+            f"--notebooks {notebook[:2]}`)."
         )
-    return Path(path)
+    return path
 
 
 def package_file(name: str) -> Path:
