@@ -159,14 +159,15 @@ def test_schedules():
     assert training.learning_rate_schedule(0.1, "constant", 1, 1) == 0.1
 
 
-def test_dcor_is_float32_under_mixed_precision(digits):
+def test_dcor_is_float32_under_mixed_precision_and_xla(digits):
     info, train, _ = digits
     x, y = next(iter(train))
     try:
         keras.mixed_precision.set_global_policy("mixed_float16")
         reference, net = _network(info, 0, 4), _network(info, 1, 4)
         model = training.DivergeModel(net, [reference], alpha=1.0)
-        model.compile(optimizer=keras.optimizers.SGD(0.01))
+        # XLA too, as on a GPU (the CPU compiles the same graph)
+        model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=True)
         logs = model.train_on_batch(x, y, return_dict=True)
         _, feats = net(x)
         penalty = training.mean_feature_dcor_sqr(feats, [reference(x)[1]])
