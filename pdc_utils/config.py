@@ -159,6 +159,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "schedule": "step",
         "augment": True,
         "alpha": 0.05,
+        "test_limit": 10000,  # keeps the exact test-set dCor² (an n² computation) tractable
         **_ATTACK,
         "attack_limit": 10000,
         "attack_batch_size": 128,
