@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from quick_training import quick_setup  # noqa: E402  (bench/ is on sys.path)
 from scipy import stats  # noqa: E402
 
-from pdc_utils import attacks, config, data, features, models, training  # noqa: E402
+from pdc_utils import attacks, features  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "seed_repeats.md"
 
@@ -36,22 +35,8 @@ def main() -> None:
     parser.add_argument("--alphas", type=float, nargs="+", default=None,
                         help="penalty weights to try (default: the quick profile's)")
     args = parser.parse_args()
-    p = config.profile("quick")
+    p, test, train = quick_setup("seed_repeats_")
     alphas = args.alphas or [p["alpha"]]
-    os.environ["PDC_RUNS_DIR"] = tempfile.mkdtemp(prefix="seed_repeats_")
-    training.configure(p["seed"])
-    info = data.dataset_info(p["dataset"])
-    test = data.load_split(p["dataset"], "test", batch_size=p["attack_batch_size"])
-    fit = dict(run_name="seeds", epochs=p["epochs"], learning_rate=p["learning_rate"],
-               momentum=p["momentum"], weight_decay=p["weight_decay"], schedule=p["schedule"],
-               feature_norm=p["feature_norm"], progress=False)
-
-    def train(name: str, seed: int, **extra):
-        keras.utils.set_random_seed(seed)
-        net = models.build_network(p["network"], info, width=p["width"])
-        train_ds = data.load_split(p["dataset"], "train", batch_size=p["batch_size"],
-                                   shuffle=True, seed=seed)
-        return training.train_network(net, train_ds, test, name=name, **fit, **extra)[0]
 
     start = time.perf_counter()
     f1 = train("f1", p["seed"])

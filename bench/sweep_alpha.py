@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from quick_training import quick_setup  # noqa: E402  (bench/ is on sys.path)
 
-from pdc_utils import config, data, features, models, training  # noqa: E402
+from pdc_utils import features  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "sweep_alpha.md"
 
@@ -32,22 +31,8 @@ def main() -> None:
     parser.add_argument("--alphas", type=float, nargs="+", default=[0, 0.05, 0.3, 1, 3])
     parser.add_argument("--epochs", type=int, default=None, help="default: the quick profile's")
     args = parser.parse_args()
-    p = config.profile("quick")
+    p, test, train = quick_setup("sweep_alpha_", args.epochs)
     epochs = args.epochs or p["epochs"]
-    os.environ["PDC_RUNS_DIR"] = tempfile.mkdtemp(prefix="sweep_alpha_")
-    training.configure(p["seed"])
-    info = data.dataset_info(p["dataset"])
-    test = data.load_split(p["dataset"], "test", batch_size=256)
-    fit = dict(run_name="sweep", epochs=epochs, learning_rate=p["learning_rate"],
-               momentum=p["momentum"], weight_decay=p["weight_decay"], schedule=p["schedule"],
-               feature_norm=p["feature_norm"], progress=False)
-
-    def train(name: str, seed: int, **extra):
-        keras.utils.set_random_seed(seed)
-        net = models.build_network(p["network"], info, width=p["width"])
-        train_ds = data.load_split(p["dataset"], "train", batch_size=p["batch_size"],
-                                   shuffle=True, seed=seed)
-        return training.train_network(net, train_ds, test, name=name, **fit, **extra)[0]
 
     f1 = train("f1", p["seed"])
     reference = features.predict(f1, test)["features"]
