@@ -253,7 +253,8 @@ def train_network(network: keras.Model, train_data: tf.data.Dataset, test_data: 
     Files, under ``runs/<run_name>/``: ``models/<name>.keras`` (the plain network),
     ``models/<name>.json`` (the parameters it was trained with), ``results/history_<name>.csv``
     (per-epoch metrics) and, while training, ``backup/<name>/`` (``BackupAndRestore``: an
-    interrupted fit resumes from its last finished epoch instead of starting again).
+    interrupted fit resumes from its last finished epoch instead of starting again; a backup
+    left by a training with other parameters is discarded).
 
     If the model file exists and was trained with the same parameters (``fingerprint`` plus
     the arguments here), training is skipped and the saved network and history are returned:
@@ -276,9 +277,14 @@ def train_network(network: keras.Model, train_data: tf.data.Dataset, test_data: 
         print(f"{name}: reusing {model_path} (trained earlier with the same parameters)")
         return keras.models.load_model(model_path), pd.read_csv(history_path)
 
+    backup_params = backup_dir / "params.json"
+    if backup_dir.exists() and (not backup_params.exists()
+                                or artifacts.read_json(backup_params) != params):
+        shutil.rmtree(backup_dir)  # the backup of a training with other parameters
     if not backup_dir.exists() and history_path.exists():
         history_path.unlink()  # a fresh start: the old history belongs to another model
     history_path.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.write_json_atomic(backup_params, params)
     steps = int(train_data.cardinality())
     if steps <= 0:
         raise ValueError("train_data must be a finite, batched dataset with at least one batch")

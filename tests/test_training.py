@@ -109,8 +109,15 @@ def test_interrupted_fit_resumes_from_its_last_epoch(digits, isolated_run_dirs):
             self.epochs.append(epoch)
 
     args = dict(name="net", run_name="resume", epochs=4, progress=False, **FIT)
+    # first an interrupted training with other parameters: its backup must not be resumed
     with pytest.raises(KeyboardInterrupt):
-        training.train_network(_network(info, 5, 4), train, test, callbacks=[Interrupt()], **args)
+        training.train_network(_network(info, 5, 4), train, test, callbacks=[Interrupt()],
+                               **{**args, "epochs": 5})
+    first = Record()
+    with pytest.raises(KeyboardInterrupt):
+        training.train_network(_network(info, 5, 4), train, test,
+                               callbacks=[first, Interrupt()], **args)
+    assert first.epochs == [0, 1]
     assert (config.run_dir("resume") / "backup" / "net").exists()
     assert not (config.models_dir("resume") / "net.keras").exists()
 
