@@ -25,8 +25,9 @@ def _atomic_path(path: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix,
-                               dir=path.parent)
+    # all suffixes, so that e.g. Keras still sees a name ending in ".weights.h5"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.",
+                               suffix=suffix or "".join(path.suffixes), dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -264,6 +264,8 @@ def craft(
     eps_iter: float = 0.01,
     steps: int = 40,
     y: tf.Tensor | np.ndarray | None = None,
+    rand_init: bool = False,
+    seed: int | None = None,
 ) -> tf.Tensor:
     """Adversarial images (pixel space) of ``attack`` ("fgm" or "pgd") under a protocol.
 
@@ -271,7 +273,8 @@ def craft(
     result is clipped to [0, 1]. ``paper``: ``eps`` and ``eps_iter`` are in units of the
     normalised input ``(x - mean) / std`` and nothing is clipped, so every channel c moves by
     at most ``eps · std_c``; ``mean`` and ``std`` (per channel, as inside the network) are
-    required. ``steps`` and ``eps_iter`` are used by PGD only.
+    required. ``steps``, ``eps_iter``, ``rand_init`` and ``seed`` are used by PGD only
+    (``rand_init``: start from a uniform point of the ε-ball, drawn from ``seed``).
     """
     _check_choice("attack", attack, ATTACKS)
     _check_choice("protocol", protocol, PROTOCOLS)
@@ -293,7 +296,7 @@ def craft(
     if attack == "fgm":
         adv = _fgm(model, x, eps_t, y, clip, affine)
     else:
-        adv = _pgd(model, x, eps_t, eps_iter_t, steps_t, y, clip, affine)
+        adv = _pgd(model, x, eps_t, eps_iter_t, steps_t, y, clip, affine, rand_init, seed)
     return adv if affine is None else adv * affine[0] + affine[1]
 
 
@@ -324,6 +327,7 @@ def transfer_evaluation(
     eps_iter: float = 0.01,
     steps: int = 40,
     progress: bool = True,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Attack ``source`` (f1) white-box and score every target network on the result.
 
@@ -331,7 +335,10 @@ def transfer_evaluation(
     "f2_diverge": m3}``; include the source for its white-box accuracy) are networks returning
     ``(logits, features)``; ``dataset`` yields ``(images, labels)`` batches of [0, 1] images and
     integer labels. Per batch, every attack and eps: the adversarial batch is crafted once on
-    the source, with the source's clean predictions as labels, and fed to all targets.
+    the source, with the source's clean predictions as labels, and fed to all targets. Under
+    the ``paper`` protocol PGD starts from a random point of the ε-ball, as the original code
+    (cleverhans' default) does, drawn from ``seed`` and the batch's position, so every target
+    is scored on the same images and a rerun gives the same images.
 
     Returns one row per example, attack (``clean`` with eps 0.0, ``fgm``, ``pgd``), eps and
     model, with columns ``example`` (position in the dataset), ``label``, ``attack``, ``eps``,
@@ -371,6 +378,7 @@ def transfer_evaluation(
             x_adv = x if attack == "clean" else craft(
                 source_logits, x, attack, eps, protocol=protocol, mean=mean, std=std,
                 eps_iter=eps_iter, steps=steps, y=source_labels,
+                rand_init=protocol == "paper", seed=seed * 100_003 + offset,
             )
             for name, network in targets.items():
                 prediction = _predict(network, x_adv)
@@ -490,4 +498,109 @@ def paired_bootstrap(
         low, high = np.percentile(replicates, [50 * (1 - level), 50 * (1 + level)])
         rows.append({"attack": attack, "eps": eps, "model_a": model_a, "model_b": model_b,
                      "n": n, "difference": 100.0 * d.mean(), "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- over seeds
+
+
+def seeds_table(per_example: pd.DataFrame, dataset: str, network: str,
+                pairs: Sequence[tuple[str, str]], source: str = "f1") -> pd.DataFrame:
+    """The paper's table for every seed: its columns plus ``seed``, one row per seed and method.
+
+    ``pairs[s] = (baseline model, diverged model)`` of seed index s; the ``source`` row
+    (the attacker, white-box) has seed -1, since it is one network shared by all pairs.
+    """
+    frames = [paper_table(per_example, dataset, network, {source: "source"}).assign(seed=-1)]
+    for s, (base, div) in enumerate(pairs):
+        methods = {base: "baseline", div: "diverge"}
+        frames.append(paper_table(per_example, dataset, network, methods).assign(seed=s))
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_over_seeds(seeds: pd.DataFrame) -> pd.DataFrame:
+    """``transfer_attack.csv``: the mean over seeds of :func:`seeds_table`, per method."""
+    columns = [c for c in seeds.columns if c != "seed"]
+    keys = ["dataset", "network", "method"]
+    mean = seeds[columns].groupby(keys, sort=False).mean().reset_index()
+    return mean.round(2)
+
+
+def seed_differences(per_example: pd.DataFrame, pairs: Sequence[tuple[str, str]],
+                     level: float = 0.95) -> pd.DataFrame:
+    """Diverged minus baseline accuracy per attack and ε, over seeds, with a t-interval.
+
+    For seed s, ``d_s = acc(diverge_s) - acc(baseline_s)`` in points, both scored on the same
+    images; the estimate is the mean of d over the ``n_seeds`` pairs and the interval
+    ``mean ± t_{(1+level)/2, n-1} · sd / sqrt(n)`` (NaN with one seed: one draw has no spread).
+    Columns: ``attack, eps, difference, low, high, sd, seeds_ahead, n_seeds``.
+    """
+    from scipy import stats
+
+    accuracy = accuracy_table(per_example)
+    rows = []
+    for (attack, eps), group in accuracy.groupby(["attack", "eps"], sort=False):
+        acc = group.set_index("model")["accuracy"]
+        d = np.array([acc[div] - acc[base] for base, div in pairs])
+        n = d.size
+        sd = float(d.std(ddof=1)) if n > 1 else float("nan")
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n)) if n > 1 else np.nan
+        rows.append({"attack": attack, "eps": eps, "difference": float(d.mean()),
+                     "low": d.mean() - half, "high": d.mean() + half, "sd": sd,
+                     "seeds_ahead": int((d > 0).sum()), "n_seeds": n})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- mechanism
+
+
+_GRADIENTS: weakref.WeakKeyDictionary[Any, Callable] = weakref.WeakKeyDictionary()
+
+
+def input_gradients(network: Callable[..., Any], x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """``∇x CE(network(x)_i, y_i)`` for every example i (a compiled function per network).
+
+    The loss is summed over the batch, so row i of the result depends on example i only.
+    ``network`` returns ``(logits, features)`` and runs in inference mode.
+    """
+    function = _GRADIENTS.get(network)
+    if function is None:
+        def gradient(images, labels):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                logits = tf.cast(network(images, training=False)[0], tf.float32)
+                loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=labels, logits=logits))
+            return tape.gradient(loss, images)
+
+        function = _GRADIENTS[network] = tf.function(gradient)
+    return function(tf.cast(x, tf.float32), tf.cast(y, tf.int64))
+
+
+def gradient_alignment(source: Callable[..., Any], targets: Mapping[str, Callable[..., Any]],
+                       dataset: Iterable, *, source_name: str = "f1") -> pd.DataFrame:
+    """Cosine between the attacker's and each target's input gradient, image by image.
+
+    Transfer attacks step along ``sign(∇x L_source)``; they hurt a target as far as that
+    direction also raises the target's loss, i.e. as far as the two input gradients align. For
+    every test image, ``cos(∇x CE(source(x), ŷ), ∇x CE(target(x), ŷ))`` with ŷ the source's
+    prediction (the attack's labels). Columns ``model, attack_source, cosine_mean, cosine_std,
+    n`` (``results/gradient_alignment.csv``).
+    """
+    cosines: dict[str, list[np.ndarray]] = {name: [] for name in targets}
+    for images, _ in dataset:
+        x = tf.cast(images, tf.float32)
+        y = tf.argmax(source(x, training=False)[0], axis=1)
+        reference = tf.reshape(input_gradients(source, x, y), [x.shape[0], -1])
+        for name, network in targets.items():
+            other = tf.reshape(input_gradients(network, x, y), [x.shape[0], -1])
+            numerator = tf.reduce_sum(reference * other, axis=1)
+            denominator = tf.norm(reference, axis=1) * tf.norm(other, axis=1)
+            cosines[name].append((numerator / tf.maximum(denominator, 1e-30)).numpy())
+    rows = []
+    for name, parts in cosines.items():
+        values = np.concatenate(parts)
+        rows.append({"model": name, "attack_source": source_name,
+                     "cosine_mean": float(values.mean()), "cosine_std": float(values.std()),
+                     "n": int(values.size)})
     return pd.DataFrame(rows)

@@ -33,6 +33,13 @@ ATTACKS = ("fgm", "pgd")
 #: ``paper``: ε in mean/std-normalised units, no clipping (what the seed code does).
 PROTOCOLS = ("pixel", "paper")
 SCHEDULES = ("cosine", "step", "constant")
+#: ``reference``: f2 diverged from the finished f1, which also attacks (the paper's text).
+#: ``paper_code``: a chain of ``n_nets`` nets trained interleaved, attacked by an independent
+#: f1 (the paper's code, which produced its Table 1). See :mod:`pdc_utils.experiment`.
+DESIGNS = ("reference", "paper_code")
+#: ``v``: the V-statistic dCor² (the paper's); ``u``: the bias-corrected U-statistic, clamped
+#: at 0; ``u_raw``: the U-statistic unclamped (to measure what the clamp does).
+PENALTIES = ("v", "u", "u_raw")
 #: Notebooks of the series, in the order a run executes them.
 NOTEBOOKS = (
     "01_distance_correlation",
@@ -45,7 +52,7 @@ _TRAINING = {
     "dataset": "digits",
     "network": "resnet18",
     "width": 16,
-    "epochs": 20,
+    "epochs": 12,
     "batch_size": 64,
     "learning_rate": 0.05,
     "momentum": 0.9,
@@ -56,6 +63,10 @@ _TRAINING = {
     "test_limit": 0,
     "alpha": 1.0,
     "feature_norm": True,
+    "design": "reference",
+    "penalty": "v",
+    "n_seeds": 3,
+    "n_nets": 3,
 }
 _ATTACK = {
     "attacks": ["fgm", "pgd"],
@@ -202,7 +213,10 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     _choice(params, "network", NETWORKS)
     _choice(params, "protocol", PROTOCOLS)
     _choice(params, "schedule", SCHEDULES)
-    for key in ("epochs", "batch_size", "width", "pgd_steps", "attack_batch_size", "n_repeats"):
+    _choice(params, "design", DESIGNS)
+    _choice(params, "penalty", PENALTIES)
+    for key in ("epochs", "batch_size", "width", "pgd_steps", "attack_batch_size", "n_repeats",
+                "n_seeds"):
         _positive_int(params, key)
     for key in ("train_limit", "test_limit", "attack_limit", "n_bootstrap", "seed"):
         _positive_int(params, key, allow_zero=True)
@@ -212,6 +226,9 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
         if bad or not attacks:
             raise ValueError(
                 f"unknown attacks {bad or attacks!r}; valid choices: {', '.join(ATTACKS)}")
+    if "n_nets" in params and (isinstance(params["n_nets"], bool)
+                               or not isinstance(params["n_nets"], int) or params["n_nets"] < 2):
+        raise ValueError(f"n_nets must be an integer >= 2, got {params['n_nets']!r}")
     alpha = params.get("alpha", 0)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or alpha < 0:
         raise ValueError(f"alpha must be a number >= 0 (0 trains the baseline), got {alpha!r}")

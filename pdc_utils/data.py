@@ -311,6 +311,12 @@ def _transform(info: DatasetInfo, augment: bool) -> _Transform:
     return lambda encoded, _seed: _imagenet_eval(_decode(encoded), crop)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of epoch ``epoch`` of a training seeded with ``seed`` (a fixed mix of
+    the two, so that neighbouring seeds do not share epochs)."""
+    return (seed * 1_000_003 + epoch * 7_919 + 1) % (2**31 - 1)
+
+
 def load_split(
     name: str,
     split: str,
@@ -323,13 +329,17 @@ def load_split(
     data_dir: Path | str | None = None,
     drop_remainder: bool = False,
     download: bool = True,
+    epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Split ``"train"`` or ``"test"`` of dataset ``name`` as batches of (images, labels).
 
     ``limit > 0`` keeps the first ``limit`` examples (before shuffling: a fixed subset).
     ``shuffle`` reshuffles every epoch, deterministically for a given ``seed``; ``augment``
     applies the dataset's training augmentation (none for digits), with per-example random
-    draws from the same seed. ``data_dir`` defaults to ``config.data_dir()`` (TFDS_DATA_DIR);
+    draws from the same seed. With ``epoch`` the dataset is that one epoch of the seed's
+    sequence: its order and crops depend on ``(seed, epoch)`` only, not on how many times the
+    dataset was iterated before, so a training resumed at epoch e sees exactly the batches an
+    uninterrupted one would. ``data_dir`` defaults to ``config.data_dir()`` (TFDS_DATA_DIR);
     ``download=False`` never asks tfds to download or prepare. ImageNet 2012 that is not
     prepared raises ``FileNotFoundError`` saying where to put the manual download.
     """
@@ -338,6 +348,10 @@ def load_split(
     _check_count("batch_size", batch_size, low=1)
     _check_count("limit", limit)
     _check_count("seed", seed)
+    if epoch is not None:
+        _check_count("epoch", epoch)
+        seed = epoch_seed(seed, epoch)
+    per_iteration = epoch is None  # a fixed epoch draws the same order on every iteration
     augment = augment and info.augmentation != "none"
 
     if info.tfds_name is None:
@@ -349,7 +363,7 @@ def load_split(
         ds = ds.take(limit)
     if shuffle:
         buffer = min(info.shuffle_buffer, num_examples(name, split, limit))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=per_iteration)
 
     transform = _transform(info, augment)
 
@@ -359,7 +373,8 @@ def load_split(
 
     if augment:
         # One stateless seed pair per example, a new stream each epoch, fixed by ``seed``.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=per_iteration)
+        seeds = seeds.batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
             lambda example, pair: prepare(*example, pair), num_parallel_calls=tf.data.AUTOTUNE
         )

@@ -47,6 +47,7 @@ __all__ = [
     "distance_covariance_test",
     "distance_covariance_sqr_blocked",
     "distance_correlation_sqr_blocked",
+    "u_distance_correlation_sqr_blocked",
 ]
 
 #: Most elements of the (permutations, n, n) tensor the permutation test holds at once.
@@ -446,16 +447,20 @@ def distance_covariance_test(
 # ------------------------------------------------------------------- blocked, for large n
 
 
-def _blocked_sums(func: str, x: Any, y: Any, block_size: int) -> tuple[tf.Tensor, ...]:
-    """``(1/n²) Σ A_ij B_ij``, ``Σ A_ij²``, ``Σ B_ij²`` without an n x n matrix in memory.
+def _blocked_sums(func: str, x: Any, y: Any, block_size: int,
+                  unbiased: bool = False) -> tuple[tf.Tensor, ...]:
+    """``(A·B)``, ``(A·A)``, ``(B·B)`` without an n x n matrix in memory.
 
-    Pass 1 computes the row means of ``a`` and ``b`` block by block (``block_size`` rows
-    against all n); pass 2 recomputes each block of distances, double-centres it with those
-    means, ``A_ij = a_ij - ā_i - ā_j + ā``, and accumulates the three sums. Memory
-    O(block_size · n); time twice the dense form's distance computation.
+    Pass 1 computes the row sums of ``a`` and ``b`` block by block (``block_size`` rows
+    against all n); pass 2 recomputes each block of distances, centres it with those sums and
+    accumulates the three inner products. Double centring (V-statistic):
+    ``A_ij = a_ij - ā_i - ā_j + ā`` and ``(A·B) = (1/n²) Σ A_ij B_ij``. With ``unbiased``,
+    U-centring: ``Ã_ij = a_ij - a_i./(n-2) - a_.j/(n-2) + a_../((n-1)(n-2))``, ``Ã_ii = 0``
+    and ``(Ã·B̃) = Σ_{i≠j} Ã_ij B̃_ij / (n(n-3))``. Memory O(block_size · n); time twice the
+    dense form's distance computation.
     """
     _check_integer(func, "block_size", block_size, low=1)
-    x, y = _prepare(func, 2, x=x, y=y)
+    x, y = _prepare(func, 4 if unbiased else 2, x=x, y=y)
     n = x.shape[0]
     if n is None:
         raise ValueError(f"{func}: the number of samples must be known when tracing")
@@ -470,22 +475,31 @@ def _blocked_sums(func: str, x: Any, y: Any, block_size: int) -> tuple[tf.Tensor
                 for s, sq in zip(centred, squares, strict=True)
             ]
 
-    row_means = [[], []]
+    row_sums = [[], []]
     for _, _, distances in blocks():
-        for means, d in zip(row_means, distances, strict=True):
-            means.append(tf.reduce_mean(d, axis=1))
-    row_means = [tf.concat(means, axis=0) for means in row_means]
-    grand_means = [tf.reduce_mean(means) for means in row_means]
+        for sums, d in zip(row_sums, distances, strict=True):
+            sums.append(tf.reduce_sum(d, axis=1))
+    row_sums = [tf.concat(sums, axis=0) for sums in row_sums]
+    size = tf.cast(n, x.dtype)
+    if unbiased:
+        row_terms = [sums / (size - 2) for sums in row_sums]
+        grand_terms = [tf.reduce_sum(sums) / ((size - 1) * (size - 2)) for sums in row_sums]
+    else:
+        row_terms = [sums / size for sums in row_sums]
+        grand_terms = [tf.reduce_sum(sums) / (size * size) for sums in row_sums]
     ab = aa = bb = tf.zeros([], x.dtype)
     for start, stop, distances in blocks():
         a, b = (
-            d - means[start:stop, None] - means[None, :] + grand
-            for d, means, grand in zip(distances, row_means, grand_means, strict=True)
+            d - terms[start:stop, None] - terms[None, :] + grand
+            for d, terms, grand in zip(distances, row_terms, grand_terms, strict=True)
         )
+        if unbiased:  # the diagonal of a U-centred matrix is 0 by definition
+            off_diagonal = 1 - tf.one_hot(tf.range(start, stop), n, dtype=x.dtype)
+            a, b = a * off_diagonal, b * off_diagonal
         ab += tf.reduce_sum(a * b)
         aa += tf.reduce_sum(a * a)
         bb += tf.reduce_sum(b * b)
-    scale = tf.cast(n * n, x.dtype)
+    scale = size * (size - 3) if unbiased else size * size
     return ab / scale, aa / scale, bb / scale
 
 
@@ -508,4 +522,17 @@ def distance_correlation_sqr_blocked(x: Any, y: Any, block_size: int = 2048) -> 
     ``_blocked_sums`` (0 when the denominator is 0). Use it for whole-test-set dCor².
     """
     ab, aa, bb = _blocked_sums("distance_correlation_sqr_blocked", x, y, block_size)
+    return _ratio(ab, aa, bb)
+
+
+def u_distance_correlation_sqr_blocked(x: Any, y: Any, block_size: int = 2048) -> tf.Tensor:
+    """:func:`u_distance_correlation_sqr`, exact, in O(block_size · n) memory (needs n > 3).
+
+    The bias-corrected ``dCor²_u = (Ã·B̃) / sqrt((Ã·Ã)(B̃·B̃))`` from U-centred blocks (see
+    ``_blocked_sums``); it can be negative. Use it beside the V-statistic for whole-test-set
+    numbers: at a fixed n the V-statistic of independent features grows with their dimension,
+    the U-statistic does not.
+    """
+    ab, aa, bb = _blocked_sums("u_distance_correlation_sqr_blocked", x, y, block_size,
+                               unbiased=True)
     return _ratio(ab, aa, bb)

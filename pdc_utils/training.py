@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from pdc_utils import artifacts, config
-from pdc_utils.distance import distance_correlation_sqr
+from pdc_utils.distance import distance_correlation_sqr, u_distance_correlation_sqr
 
 
 def on_gpu() -> bool:
@@ -46,6 +48,9 @@ def configure(seed: int, *, mixed_precision: bool | None = None) -> dict[str, An
     Returns a record of the choices (seed, policy, device, versions) for the run's results.
     """
     keras.utils.set_random_seed(seed)
+    # Keras' per-epoch fits and the per-network attack functions retrace by design; TF's
+    # "triggered tf.function retracing" warnings would only be noise in a notebook.
+    tf.get_logger().setLevel("ERROR")
     gpu = on_gpu()
     if not gpu:
         tf.config.experimental.enable_op_determinism()
@@ -62,49 +67,71 @@ def configure(seed: int, *, mixed_precision: bool | None = None) -> dict[str, An
     }
 
 
-def mean_feature_dcor_sqr(features: tf.Tensor, references: Sequence[tf.Tensor],
-                          feature_norm: bool = True) -> tf.Tensor:
-    """(1/R) Σ_r dCor²(φ, φ_r) over a batch, in float32.
+def feature_penalty(features: tf.Tensor, references: Sequence[tf.Tensor],
+                    feature_norm: bool = True, penalty: str = "v") -> tf.Tensor:
+    """The diverge penalty ``(1/R) Σ_r D(φ, φ_r)`` over a batch, in float32.
+
+    ``D`` is the estimator named by ``penalty`` (see :data:`pdc_utils.config.PENALTIES`):
+
+    - ``v``: the V-statistic dCor² (the paper's). Biased upwards, and the more so the higher
+      the features' effective dimension, so minimising it also rewards collapsing φ onto a few
+      directions, whatever its dependence on φ_r.
+    - ``u``: the bias-corrected U-statistic ``max(0, dCor²_u)``. Its expectation is ~0 for
+      independent features at any dimension; it can be negative on a batch, and a negative
+      estimate is noise, not "less than independent", so the penalty stops at 0 (no gradient
+      pushes it further; notebook 03 shows the measurement behind this choice).
+    - ``u_raw``: the U-statistic unclamped, kept to measure what the clamp changes.
 
     With ``feature_norm`` each feature row is scaled to unit L2 norm first, as the paper's
-    PyTorch code does (its TensorFlow port does not). dCor² is invariant to one global scale
-    but not to per-row scaling, so the choice changes the number.
+    PyTorch code does (its TensorFlow port does not). A batch with fewer than 4 rows (the U
+    statistic needs n > 3) contributes 0 instead of failing, e.g. a last batch of one image.
     """
+    config.validate({"penalty": penalty})
+
     def prepare(f: tf.Tensor) -> tf.Tensor:
         f = tf.cast(f, tf.float32)
         return tf.math.l2_normalize(f, axis=1) if feature_norm else f
 
+    def estimate(own: tf.Tensor, ref: tf.Tensor) -> tf.Tensor:
+        if penalty == "v":
+            return distance_correlation_sqr(own, ref)
+        value = u_distance_correlation_sqr(own, ref)
+        return tf.maximum(value, 0.0) if penalty == "u" else value
+
     own = prepare(features)
-    values = [distance_correlation_sqr(own, prepare(ref)) for ref in references]
+    enough = tf.shape(own)[0] >= 4
+    values = [tf.cond(enough, lambda r=ref: estimate(own, prepare(r)), lambda: tf.constant(0.0))
+              for ref in references]
     return tf.add_n(values) / float(len(values))
 
 
 class DivergeModel(keras.Model):
-    """Trains ``network`` with CE + α · mean dCor² to frozen ``references``.
+    """Trains ``network`` with CE + α · the mean dCor² penalty to ``references``.
 
     ``network`` maps [0, 1] images to ``(logits, features)`` (see :mod:`pdc_utils.models`).
-    The references are frozen (``trainable = False``) and always run in inference mode, so
-    training never changes them. Weight decay is the coupled L2 penalty of PyTorch's SGD
-    (gradient ``+ wd · w`` for every trainable variable, fed through momentum), which the
-    paper's code uses; Keras' own ``weight_decay`` is decoupled and would be a different
-    regulariser. Metrics: ``loss`` (CE + α·dCor², without the L2 term), ``ce``, ``dcor_sqr``
-    (batch mean over references; 0 without references) and ``accuracy``.
+    The references always run in inference mode and their features are cut from the gradient
+    (``tf.stop_gradient``), so training this network never changes them; they may still be
+    trained by someone else, as the earlier nets of a chain are (``design = "paper_code"``).
+    Weight decay is the coupled L2 penalty of PyTorch's SGD (gradient ``+ wd · w`` for every
+    trainable variable, fed through momentum), which the paper's code uses; Keras' own
+    ``weight_decay`` is decoupled and would be a different regulariser. Metrics: ``loss``
+    (CE + α·penalty, without the L2 term), ``ce``, ``accuracy`` and, when there are references,
+    ``dcor_sqr`` (the batch penalty's value; with α = 0 it is only monitored).
     """
 
     def __init__(self, network: keras.Model, references: Sequence[keras.Model] = (),
                  alpha: float = 0.0, feature_norm: bool = True, weight_decay: float = 0.0,
-                 **kwargs: Any) -> None:
+                 penalty: str = "v", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        config.validate({"alpha": alpha, "weight_decay": weight_decay})
+        config.validate({"alpha": alpha, "weight_decay": weight_decay, "penalty": penalty})
         if alpha > 0 and not references:
             raise ValueError("alpha > 0 needs at least one reference network to diverge from")
         self.network = network
-        self.references = list(references)
-        for reference in self.references:
-            reference.trainable = False
+        self._references = tuple(references)  # a tuple: Keras does not track them as layers
         self.alpha = float(alpha)
         self.feature_norm = bool(feature_norm)
         self.weight_decay = float(weight_decay)
+        self.penalty = penalty
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.ce_tracker = keras.metrics.Mean(name="ce")
         self.dcor_tracker = keras.metrics.Mean(name="dcor_sqr")
@@ -112,17 +139,23 @@ class DivergeModel(keras.Model):
         self.built = network.built  # a functional network is built: so is the wrapper
 
     @property
+    def references(self) -> tuple[keras.Model, ...]:
+        return self._references
+
+    @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        return [self.loss_tracker, self.ce_tracker, self.dcor_tracker, self.accuracy_tracker]
+        trackers = [self.loss_tracker, self.ce_tracker, self.accuracy_tracker]
+        return trackers + ([self.dcor_tracker] if self._references else [])
 
     def call(self, x: tf.Tensor, training: bool = False):
         return self.network(x, training=training)
 
-    def _dcor_sqr(self, x: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
-        if not self.references:
+    def _penalty(self, x: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
+        if not self._references:
             return tf.constant(0.0)
-        reference_features = [ref(x, training=False)[1] for ref in self.references]
-        return mean_feature_dcor_sqr(features, reference_features, self.feature_norm)
+        reference_features = [tf.stop_gradient(ref(x, training=False)[1])
+                              for ref in self._references]
+        return feature_penalty(features, reference_features, self.feature_norm, self.penalty)
 
     @staticmethod
     def _cross_entropy(y: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -132,7 +165,8 @@ class DivergeModel(keras.Model):
     def _record(self, y, logits, ce, dcor) -> dict[str, tf.Tensor]:
         self.loss_tracker.update_state(ce + self.alpha * dcor)
         self.ce_tracker.update_state(ce)
-        self.dcor_tracker.update_state(dcor)
+        if self._references:
+            self.dcor_tracker.update_state(dcor)
         self.accuracy_tracker.update_state(y, tf.cast(logits, tf.float32))
         return {m.name: m.result() for m in self.metrics}
 
@@ -144,7 +178,7 @@ class DivergeModel(keras.Model):
             ce = self._cross_entropy(y, logits)
             objective = ce
             if self.alpha > 0:
-                dcor = self._dcor_sqr(x, features)
+                dcor = self._penalty(x, features)
                 objective = objective + self.alpha * dcor
             if self.weight_decay > 0:
                 squares = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables]
@@ -153,13 +187,13 @@ class DivergeModel(keras.Model):
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
         if self.alpha == 0:  # monitored only: outside the tape, no backward pass through it
-            dcor = self._dcor_sqr(x, tf.stop_gradient(features))
+            dcor = self._penalty(x, tf.stop_gradient(features))
         return self._record(y, logits, ce, dcor)
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits, features = self.network(x, training=False)
-        return self._record(y, logits, self._cross_entropy(y, logits), self._dcor_sqr(x, features))
+        return self._record(y, logits, self._cross_entropy(y, logits), self._penalty(x, features))
 
 
 def learning_rate_schedule(
@@ -192,31 +226,6 @@ def make_optimizer(learning_rate: float, momentum: float, schedule: str, epochs:
     return keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
 
 
-class EpochProgress(keras.callbacks.Callback):
-    """One tqdm bar over epochs, showing the latest metrics: readable in notebooks and logs."""
-
-    def __init__(self, epochs: int, description: str) -> None:
-        super().__init__()
-        self.epochs = epochs
-        self.description = description
-        self.bar = None
-
-    def on_train_begin(self, logs=None):
-        self.bar = tqdm(total=self.epochs, desc=self.description, unit="epoch")
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.bar.n < epoch:  # resumed from a backup: skip the epochs already done
-            self.bar.update(epoch - self.bar.n)
-
-    def on_epoch_end(self, epoch, logs=None):
-        shown = ("loss", "accuracy", "dcor_sqr", "val_accuracy", "val_dcor_sqr")
-        self.bar.set_postfix({k: f"{logs[k]:.3f}" for k in shown if k in (logs or {})})
-        self.bar.update(1)
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
-
-
 def weights_digest(network: keras.Model) -> str:
     """SHA-1 of a network's weights: names the exact reference a model was trained against."""
     digest = hashlib.sha1()
@@ -234,75 +243,302 @@ def save_network(network: keras.Model, path: str | os.PathLike) -> Path:
 
 
 def load_network(path: str | os.PathLike, notebook: str | None = None) -> keras.Model:
-    """Load a saved network; if it is missing, say which notebook makes it."""
+    """Load a saved network; if it is missing, say which notebook makes it; if it cannot be
+    read, say that the file is damaged (not missing) and how to remake it."""
     path = Path(path)
     if notebook:
         config.require(path, notebook)
-    return keras.models.load_model(path)
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # Keras raises many types for a truncated or foreign file
+        if not path.exists():
+            raise
+        raise ValueError(
+            f"{path} exists but cannot be read as a Keras model ({type(err).__name__}): it is "
+            f"damaged or truncated. Delete it and rerun the notebook that makes it"
+            + (f" (notebooks/{notebook}.ipynb)." if notebook else ".")) from err
 
 
-def train_network(network: keras.Model, train_data: tf.data.Dataset, test_data: tf.data.Dataset,
+def read_params(path: str | os.PathLike, notebook: str) -> dict[str, Any]:
+    """The parameters a model was trained with (its ``.json``), with clear errors when the file
+    is missing or damaged."""
+    path = config.require(Path(path), notebook)
+    try:
+        return artifacts.read_json(path)
+    except ValueError as err:
+        raise ValueError(f"{path} is damaged ({err}); delete it and rerun "
+                         f"notebooks/{notebook}.ipynb") from err
+
+
+TrainData = tf.data.Dataset | Callable[[int], tf.data.Dataset]
+
+
+@dataclass
+class Member:
+    """One network of a training group (see :func:`train_group`).
+
+    ``data`` is the training data: a function ``epoch -> dataset`` (one epoch of a fixed
+    sequence, so a resumed training sees the batches an uninterrupted one would; see
+    :func:`pdc_utils.data.load_split`'s ``epoch``) or one dataset reused every epoch.
+    ``references`` are frozen networks outside the group (e.g. f1) or the names of *earlier*
+    members of the group, which are used as they are at that moment of the training.
+    """
+
+    name: str
+    network: keras.Model
+    data: TrainData
+    alpha: float = 0.0
+    references: Sequence[keras.Model | str] = ()
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+
+class _GroupProgress:
+    """One tqdm bar over (epoch, member) steps, showing the last member's metrics."""
+
+    SHOWN = ("loss", "accuracy", "dcor_sqr", "val_accuracy", "val_dcor_sqr")
+
+    def __init__(self, total: int, done: int, description: str, enabled: bool) -> None:
+        self.bar = tqdm(total=total, initial=done, desc=description, unit="epoch",
+                        disable=not enabled, mininterval=1.0)
+
+    def step(self, name: str, row: dict[str, float]) -> None:
+        shown = {k: f"{row[k]:.3f}" for k in self.SHOWN if k in row}
+        self.bar.set_postfix({"net": name, **shown}, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _member_paths(run_name: str, name: str) -> dict[str, Path]:
+    models_dir = config.models_dir(run_name)
+    return {"model": models_dir / f"{name}.keras", "params": models_dir / f"{name}.json",
+            "history": config.results_dir(run_name) / f"history_{name}.csv"}
+
+
+def _finished(run_name: str, name: str, params: dict[str, Any]) -> bool:
+    paths = _member_paths(run_name, name)
+    if not all(p.exists() for p in paths.values()):
+        return False
+    try:
+        return artifacts.read_json(paths["params"]) == params
+    except ValueError:  # a damaged parameters file: the model is not known to be this one
+        return False
+
+
+def _keep_aside(run_name: str, names: Sequence[str]) -> Path | None:
+    """Move finished files of ``names`` made with other parameters to ``runs/<run>/replaced/``.
+
+    Finished work is never deleted silently: it is kept aside and the user is told where.
+    """
+    moved = [p for name in names for p in _member_paths(run_name, name).values() if p.exists()]
+    if not moved:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = config.run_dir(run_name) / "replaced" / stamp
+    target.mkdir(parents=True, exist_ok=True)
+    for path in moved:
+        shutil.move(str(path), target / path.name)
+    print(f"note: {', '.join(p.name for p in moved)} were made with other parameters; "
+          f"kept in {target}")
+    return target
+
+
+class _Backup:
+    """The resumable state of a training group: ``runs/<run>/backup/<group>/``.
+
+    After every (epoch, member) step the member's weights and optimiser state are written under
+    new file names, then ``state.json`` is replaced to name them (the atomic step), then the
+    files it no longer names are removed. A kill at any instant leaves a state.json whose files
+    are complete, so a resume restores exactly the weights, optimiser moments and histories of
+    the last finished step.
+    """
+
+    def __init__(self, run_name: str, group: str, params: dict[str, Any]) -> None:
+        self.dir = config.run_dir(run_name) / "backup" / group
+        self.params = params
+        self.state_path = self.dir / "state.json"
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state if it belongs to a training with these parameters, else ``None``."""
+        if not self.state_path.exists():
+            return None
+        try:
+            state = artifacts.read_json(self.state_path)
+        except ValueError:
+            state = None
+        if not state or state.get("params") != self.params or not all(
+                (self.dir / f).exists() for f in state.get("files", [])):
+            print(f"note: discarding {self.dir}, the unfinished backup of a training with other "
+                  "parameters (or a damaged one)")
+            shutil.rmtree(self.dir)
+            return None
+        return state
+
+    def restore(self, state: dict[str, Any], models: dict[str, DivergeModel]) -> None:
+        for name, files in state["members"].items():
+            model = models[name]
+            model.network.load_weights(self.dir / files["weights"])
+            model.optimizer.build(model.network.trainable_variables)
+            with np.load(self.dir / files["optimizer"]) as saved:
+                values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+            for variable, value in zip(model.optimizer.variables, values, strict=True):
+                variable.assign(value)
+
+    def save(self, step: int, models: dict[str, DivergeModel],
+             histories: dict[str, list[dict[str, float]]], changed: str) -> None:
+        old = self.load_files()
+        members = dict(old.get("members", {}))
+        model = models[changed]
+        weights = f"{changed}.step{step}.weights.h5"
+        optimizer = f"{changed}.step{step}.optimizer.npz"
+        artifacts.write_atomic(self.dir / weights, model.network.save_weights)
+        values = [np.asarray(v) for v in model.optimizer.variables]
+        artifacts.write_atomic(self.dir / optimizer, lambda tmp: np.savez(tmp, *values))
+        members[changed] = {"weights": weights, "optimizer": optimizer}
+        files = sorted(f for m in members.values() for f in m.values())
+        artifacts.write_json_atomic(self.state_path, {
+            "params": self.params, "next_step": step + 1, "members": members,
+            "histories": histories, "files": files})
+        for stale in set(old.get("files", [])) - set(files):
+            (self.dir / stale).unlink(missing_ok=True)
+
+    def load_files(self) -> dict[str, Any]:
+        return artifacts.read_json(self.state_path) if self.state_path.exists() else {}
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group: str,
+                run_name: str, epochs: int, learning_rate: float, momentum: float,
+                weight_decay: float, schedule: str, penalty: str = "v",
+                feature_norm: bool = True,
+                progress: bool = True) -> dict[str, tuple[keras.Model, pd.DataFrame]]:
+    """Train the members **interleaved**, epoch by epoch, and save each as ``<name>.keras``.
+
+    Epoch e trains member 0 for one epoch, then member 1, and so on: member k's penalty sees
+    earlier members as they are at that moment, which is how the paper's code trains its chain
+    of networks (``design = "paper_code"``). A group of one member is an ordinary training.
+
+    Files, under ``runs/<run_name>/``: ``models/<name>.keras`` (the plain network),
+    ``models/<name>.json`` (what it was trained with and against: parameters, seed, the
+    references' weight digests or chain names), ``results/history_<name>.csv`` (per-epoch
+    metrics and learning rate) and, while training, ``backup/<group>/`` (see ``_Backup``): a
+    killed training resumes from its last finished (epoch, member) step and ends with the
+    weights an uninterrupted one would have on CPU.
+
+    If every member's files exist and were made with the same parameters, nothing is trained
+    and the saved networks are returned: rerunning a notebook does not redo finished work.
+    Files of the same names made with other parameters are moved aside, never overwritten
+    silently. Returns ``{name: (network, history)}``.
+    """
+    names = [m.name for m in members]
+    if len(set(names)) != len(names):
+        raise ValueError(f"member names must be unique, got {names}")
+    fit_params = dict(epochs=epochs, learning_rate=learning_rate, momentum=momentum,
+                      weight_decay=weight_decay, schedule=schedule, penalty=penalty,
+                      feature_norm=feature_norm)
+    config.validate(fit_params)
+    params = {}
+    for index, member in enumerate(members):
+        config.validate({"alpha": member.alpha})
+        references = []
+        for ref in member.references:
+            if isinstance(ref, str):
+                if ref not in names[:index]:
+                    raise ValueError(f"{member.name}: reference {ref!r} must be an earlier "
+                                     f"member of the group {names[:index]}")
+                references.append(f"member:{ref}")
+            else:
+                references.append(weights_digest(ref))
+        # the estimator matters only to a member that has references (penalised or monitored)
+        used = {k: v for k, v in fit_params.items() if k != "penalty" or references}
+        params[member.name] = {**member.fingerprint, **used, "alpha": member.alpha,
+                               "references": references, "group": group}
+    if all(_finished(run_name, m.name, params[m.name]) for m in members):
+        for m in members:
+            print(f"{m.name}: reusing {_member_paths(run_name, m.name)['model']} "
+                  "(trained earlier with the same parameters)")
+        return {m.name: (load_network(_member_paths(run_name, m.name)["model"]),
+                         pd.read_csv(_member_paths(run_name, m.name)["history"]))
+                for m in members}
+    _keep_aside(run_name, names)
+
+    models: dict[str, DivergeModel] = {}
+    for member in members:
+        refs = [models[r].network if isinstance(r, str) else r for r in member.references]
+        model = DivergeModel(member.network, refs, alpha=member.alpha,
+                             feature_norm=feature_norm, weight_decay=weight_decay,
+                             penalty=penalty, name=f"train_{member.name}")
+        steps = _steps_per_epoch(member.data)
+        model.compile(optimizer=make_optimizer(learning_rate, momentum, schedule, epochs, steps),
+                      jit_compile=on_gpu())
+        models[member.name] = model
+
+    backup = _Backup(run_name, group, params)
+    state = backup.load()
+    histories: dict[str, list[dict[str, float]]] = {m.name: [] for m in members}
+    first_step = 0
+    if state:
+        backup.restore(state, models)
+        histories, first_step = state["histories"], state["next_step"]
+        print(f"{group}: resuming from {backup.dir} at epoch {first_step // len(members) + 1}")
+    bar = _GroupProgress(epochs * len(members), first_step, group, progress)
+    for step in range(first_step, epochs * len(members)):
+        epoch, index = divmod(step, len(members))
+        member = members[index]
+        model = models[member.name]
+        data = member.data(epoch) if callable(member.data) else member.data
+        logs = model.fit(data, validation_data=test_data, initial_epoch=epoch, epochs=epoch + 1,
+                         verbose=0, shuffle=False).history
+        row = {"epoch": epoch, **{k: float(v[-1]) for k, v in logs.items()},
+               "learning_rate": _current_learning_rate(model.optimizer)}
+        histories[member.name].append(row)
+        backup.save(step, models, histories, member.name)
+        bar.step(member.name, row)
+    bar.close()
+
+    results = {}
+    for member in members:
+        paths = _member_paths(run_name, member.name)
+        history = pd.DataFrame(histories[member.name])
+        save_network(member.network, paths["model"])
+        artifacts.write_csv_atomic(paths["history"], history)
+        artifacts.write_json_atomic(paths["params"], params[member.name])
+        results[member.name] = (member.network, history)
+    backup.remove()
+    return results
+
+
+def _steps_per_epoch(data: TrainData) -> int:
+    steps = int((data(0) if callable(data) else data).cardinality())
+    if steps <= 0:
+        raise ValueError("training data must be a finite, batched dataset with at least one "
+                         "batch")
+    return steps
+
+
+def _current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    rate = optimizer.learning_rate
+    return float(rate(optimizer.iterations) if callable(rate) else rate)
+
+
+def train_network(network: keras.Model, train_data: TrainData, test_data: tf.data.Dataset,
                   *, name: str, run_name: str, epochs: int, learning_rate: float,
                   momentum: float, weight_decay: float, schedule: str,
                   references: Sequence[keras.Model] = (), alpha: float = 0.0,
-                  feature_norm: bool = True, fingerprint: dict[str, Any] | None = None,
-                  callbacks: Sequence[keras.callbacks.Callback] = (),
+                  penalty: str = "v", feature_norm: bool = True,
+                  fingerprint: dict[str, Any] | None = None,
                   progress: bool = True) -> tuple[keras.Model, pd.DataFrame]:
-    """Train ``network`` (or reuse an identical earlier result) and save it as ``<name>.keras``.
+    """Train one network (a group of one, see :func:`train_group`); ``(network, history)``.
 
-    Files, under ``runs/<run_name>/``: ``models/<name>.keras`` (the plain network),
-    ``models/<name>.json`` (the parameters it was trained with), ``results/history_<name>.csv``
-    (per-epoch metrics) and, while training, ``backup/<name>/`` (``BackupAndRestore``: an
-    interrupted fit resumes from its last finished epoch instead of starting again; a backup
-    left by a training with other parameters is discarded).
-
-    If the model file exists and was trained with the same parameters (``fingerprint`` plus
-    the arguments here), training is skipped and the saved network and history are returned:
-    re-running a notebook does not redo finished work. Returns ``(network, history)``.
+    ``references`` are frozen networks: with ``alpha > 0`` the network diverges from them,
+    with ``alpha = 0`` their batch dCor² is only monitored.
     """
-    models_dir = config.models_dir(run_name)
-    model_path = models_dir / f"{name}.keras"
-    params_path = models_dir / f"{name}.json"
-    history_path = config.results_dir(run_name) / f"history_{name}.csv"
-    backup_dir = config.run_dir(run_name) / "backup" / name
-    params = {
-        **(fingerprint or {}), "epochs": epochs, "learning_rate": learning_rate,
-        "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule,
-        "alpha": alpha, "feature_norm": feature_norm,
-        "references": [weights_digest(ref) for ref in references],
-    }
-    config.validate(params)
-    if (model_path.exists() and params_path.exists() and history_path.exists()
-            and artifacts.read_json(params_path) == params):
-        print(f"{name}: reusing {model_path} (trained earlier with the same parameters)")
-        return keras.models.load_model(model_path), pd.read_csv(history_path)
-
-    backup_params = backup_dir / "params.json"
-    if backup_dir.exists() and (not backup_params.exists()
-                                or artifacts.read_json(backup_params) != params):
-        shutil.rmtree(backup_dir)  # the backup of a training with other parameters
-    if not backup_dir.exists() and history_path.exists():
-        history_path.unlink()  # a fresh start: the old history belongs to another model
-    history_path.parent.mkdir(parents=True, exist_ok=True)
-    artifacts.write_json_atomic(backup_params, params)
-    steps = int(train_data.cardinality())
-    if steps <= 0:
-        raise ValueError("train_data must be a finite, batched dataset with at least one batch")
-    model = DivergeModel(network, references, alpha=alpha, feature_norm=feature_norm,
-                         weight_decay=weight_decay, name=f"train_{name}")
-    model.compile(optimizer=make_optimizer(learning_rate, momentum, schedule, epochs, steps),
-                  jit_compile=on_gpu())
-    all_callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
-        keras.callbacks.CSVLogger(str(history_path), append=True),
-        *callbacks,
-    ]
-    if progress:
-        all_callbacks.append(EpochProgress(epochs, name))
-    model.fit(train_data, validation_data=test_data, epochs=epochs, verbose=0, shuffle=False,
-              callbacks=all_callbacks)
-    save_network(network, model_path)
-    artifacts.write_json_atomic(params_path, params)
-    shutil.rmtree(backup_dir, ignore_errors=True)
-    return network, pd.read_csv(history_path)
-
+    member = Member(name, network, train_data, alpha=alpha, references=list(references),
+                    fingerprint=dict(fingerprint or {}))
+    return train_group([member], test_data, group=name, run_name=run_name, epochs=epochs,
+                       learning_rate=learning_rate, momentum=momentum,
+                       weight_decay=weight_decay, schedule=schedule, penalty=penalty,
+                       feature_norm=feature_norm, progress=progress)[name]
