@@ -34,15 +34,22 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``"KEY=VALUE"`` -> ``(key, value)``; the value is a Python literal if it parses as one.
 
     ``epochs=3`` gives 3, ``eps_grid=[0.03,0.1]`` a list, ``dataset=cifar10`` the string.
+    A list parameter given one value is a one-element list: ``attacks=fgm`` gives ``["fgm"]``
+    and ``eps_grid=0.05`` gives ``[0.05]`` (a string is never split into its letters); a tuple
+    such as ``eps_grid=0.03,0.1`` becomes a list. Whether the values are valid is checked
+    later by :func:`pdc_utils.config.validate`.
     """
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
+    key = key.strip()
+    if not sep or not key:
         raise ValueError(f"parameters are given as KEY=VALUE, got {text!r}")
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         value = raw
-    return key.strip(), value
+    if config.is_list_parameter(key):
+        value = list(value) if isinstance(value, list | tuple) else [value]
+    return key, value
 
 
 def select_notebooks(selection: Iterable[str] | None, directory: Path | None = None) -> list[Path]:

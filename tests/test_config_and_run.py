@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 
 from pdc_utils import config, run
@@ -28,26 +30,85 @@ def test_cifar10_profile_has_the_seed_hyper_parameters():
     assert p["eps_grid"] == [0.03, 0.05, 0.1] and p["pgd_steps"] == 40 and p["pgd_step"] == 0.01
 
 
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"dataset": "mnist"}, "valid choices: digits, cifar10"),
-        ({"network": "vgg16"}, "valid choices: resnet18"),
-        ({"alpha": -0.1}, "alpha must be a number >= 0"),
-        ({"eps_grid": [0.0, 0.1]}, "(0, 1]"),
-        ({"eps_grid": [1.5]}, "(0, 1]"),
-        ({"attacks": ["fgm", "cw"]}, "valid choices: fgm, pgd"),
-        ({"protocol": "linf"}, "valid choices: pixel, paper"),
-        ({"schedule": "linear"}, "valid choices: cosine, step, constant"),
-        ({"epochs": 0}, "epochs must be a positive integer"),
-        ({"test_limit": -1}, "non-negative"),
-        ({"run_name": "../x"}, "plain folder name"),
-    ],
-)
+def test_validate_knows_the_kind_of_every_profile_parameter():
+    for name in config.PROFILES:
+        assert set(config.profile(name)) <= set(config.parameter_names()), name
+
+
+BAD_PARAMETERS = [
+    ({"dataset": "mnist"}, "valid choices: digits, cifar10"),
+    ({"dataset": ["digits"]}, "dataset must be one of the valid choices"),
+    ({"network": "vgg16"}, "valid choices: resnet18"),
+    ({"alpha": -0.1}, "alpha must be a number >= 0"),
+    ({"alpha": float("nan")}, "alpha must be a number >= 0 and finite"),
+    ({"alpha": True}, "alpha must be a number"),
+    ({"learning_rate": float("inf")}, "learning_rate must be a number > 0 and finite"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a number > 0 and finite"),
+    ({"learning_rate": "0.1"}, "learning_rate must be a number > 0"),
+    ({"pgd_step": 0}, "pgd_step must be a number > 0"),
+    ({"momentum": 1.0}, "momentum must be a number in [0, 1)"),
+    ({"weight_decay": -1e-4}, "weight_decay must be a number in [0, 1)"),
+    ({"eps_grid": [0.0, 0.1]}, "in (0, 1]"),
+    ({"eps_grid": [1.5]}, "in (0, 1]"),
+    ({"eps_grid": 0.05}, "eps_grid must be a non-empty list, each element a number in (0, 1] "
+                         "and finite, got 0.05 (float, not a list)"),
+    ({"eps_grid": [0.05, float("nan")]}, "(bad: nan)"),
+    ({"eps_grid": []}, "eps_grid must be a non-empty list"),
+    ({"attacks": ["fgm", "cw"]}, "valid choices: fgm, pgd, got ['fgm', 'cw'] (bad: 'cw')"),
+    ({"attacks": "fgm"}, "attacks must be a non-empty list, each element one of the valid "
+                         "choices: fgm, pgd, got 'fgm' (str, not a list)"),
+    ({"attacks": 1}, "choices: fgm, pgd, got 1 (int, not a list)"),
+    ({"attacks": [1]}, "(bad: 1)"),
+    ({"protocol": "linf"}, "valid choices: pixel, paper"),
+    ({"schedule": "linear"}, "valid choices: cosine, step, constant"),
+    ({"design": "paper"}, "design must be one of the valid choices: reference, paper_code"),
+    ({"penalty": "w"}, "penalty must be one of the valid choices: v, u"),
+    ({"augment": "True"}, "augment must be True or False (a boolean, not a string), got 'True'"),
+    ({"feature_norm": 1}, "feature_norm must be True or False"),
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"epochs": 3.0}, "epochs must be a positive integer, got 3.0"),
+    ({"epochs": True}, "epochs must be a positive integer, got True"),
+    ({"width": "16"}, "width must be a positive integer"),
+    ({"test_limit": -1}, "test_limit must be a non-negative integer (0 means all)"),
+    ({"seed": -1}, "seed must be a non-negative integer, got -1"),
+    ({"n_seeds": 0}, "n_seeds must be a positive integer"),
+    ({"n_nets": 1}, "n_nets must be an integer >= 2"),
+    ({"n_bootstrap": 0}, "n_bootstrap must be a positive integer"),
+    ({"n_demo": 3}, "n_demo must be an integer >= 4"),
+    ({"n_grid": [5, 2]}, "n_grid must be a non-empty list, each element an integer >= 4"),
+    ({"n_grid": 5}, "n_grid must be a non-empty list"),
+    ({"bench_sizes": [64, "128"]}, "(bad: '128')"),
+    ({"bench_dim": 0}, "bench_dim must be a positive integer"),
+    ({"run_name": "../x"}, "plain folder name"),
+    ({"run_name": ""}, "run_name must be a plain folder name like 'quick' (not empty"),
+    ({"attacks": ["pgd"], "eps_grid": [0.03, 0.1], "pgd_step": 0.05},
+     "pgd_step must not exceed the smallest eps of eps_grid"),
+]
+
+
+@pytest.mark.parametrize(("params", "message"), BAD_PARAMETERS)
 def test_bad_parameters_are_rejected_with_the_valid_choices(params, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         config.validate(params)
+
+
+def test_seed_error_does_not_claim_zero_means_all():
+    with pytest.raises(ValueError) as info:
+        config.validate({"seed": -1})
+    assert "means all" not in str(info.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ValueError) as info:
+        config.validate({"epochs": 0, "augment": "yes", "eps_grid": 0.1})
+    assert [line.split()[0] for line in str(info.value).splitlines()] == [
+        "epochs", "augment", "eps_grid"]
+
+
+def test_numpy_numbers_tuples_and_unknown_keys_are_accepted():
+    params = {"epochs": np.int64(3), "learning_rate": np.float32(0.1), "eps_grid": (0.03, 0.1),
+              "alpha": 0, "references": ["digest"]}
+    assert config.validate(params) == params
 
 
 def test_unknown_profile_lists_the_valid_ones():
@@ -66,7 +127,10 @@ def test_paths_follow_the_environment(isolated_run_dirs):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("epochs=3", ("epochs", 3)), ("eps_grid=[0.03, 0.1]", ("eps_grid", [0.03, 0.1])),
-     ("dataset=cifar10", ("dataset", "cifar10")), ("feature_norm=False", ("feature_norm", False))],
+     ("dataset=cifar10", ("dataset", "cifar10")), ("feature_norm=False", ("feature_norm", False)),
+     ("attacks=fgm", ("attacks", ["fgm"])), ("eps_grid=0.05", ("eps_grid", [0.05])),
+     ("eps_grid=0.03,0.1", ("eps_grid", [0.03, 0.1])), ("attacks=1", ("attacks", [1])),
+     ("augment=True", ("augment", True)), ("augment=true", ("augment", "true"))],
 )
 def test_parse_override(text, expected):
     assert run.parse_override(text) == expected
@@ -135,6 +199,22 @@ def test_command_line_lists_profiles(capsys):
     assert "alpha = 0.05" in out
 
 
-def test_command_line_reports_bad_parameters(capsys, isolated_run_dirs):
-    assert main(["run", "--profile", "smoke", "-p", "alpha=-1"]) == 1
-    assert "alpha must be a number >= 0" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [("alpha=-1", "alpha must be a number >= 0"),
+     ("attacks=1", "attacks must be a non-empty list"),
+     ("eps_grid=[0.05, 'x']", "(bad: 'x')"),
+     ("learning_rate=inf", "learning_rate must be a number > 0 and finite, got 'inf'"),
+     ("augment=true", "augment must be True or False")],
+)
+def test_command_line_reports_bad_parameters(capsys, isolated_run_dirs, param, message):
+    assert main(["run", "--profile", "smoke", "-p", param]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (isolated_run_dirs / "runs").exists()
+
+
+def test_command_line_turns_one_value_into_a_list(isolated_run_dirs):
+    overrides = dict(run.parse_override(p) for p in ["attacks=fgm", "eps_grid=0.05"])
+    params = run.resolve_parameters("smoke", None, overrides)
+    assert params["attacks"] == ["fgm"] and params["eps_grid"] == [0.05]
