@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -218,3 +221,123 @@ def test_command_line_turns_one_value_into_a_list(isolated_run_dirs):
     overrides = dict(run.parse_override(p) for p in ["attacks=fgm", "eps_grid=0.05"])
     params = run.resolve_parameters("smoke", None, overrides)
     assert params["attacks"] == ["fgm"] and params["eps_grid"] == [0.05]
+
+
+def _no_notebook_may_run(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("a notebook was started")
+    monkeypatch.setattr(run, "execute_notebook", fail)
+
+
+def _single_paragraph(err):
+    return err.strip() and "\n\n" not in err.strip() and "Traceback" not in err
+
+
+def test_command_line_reports_a_run_folder_that_is_a_file(capsys, monkeypatch, tmp_path):
+    _no_notebook_may_run(monkeypatch)
+    (tmp_path / "runs").write_text("not a folder")
+    monkeypatch.setenv("PDC_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["run", "--profile", "smoke", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert _single_paragraph(err)
+    assert f"cannot write the run folder {tmp_path / 'runs' / 'smoke' / 'notebooks'}" in err
+    assert "set PDC_RUNS_DIR to a writable folder" in err
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="needs POSIX permissions that apply (not root)")
+def test_command_line_reports_a_read_only_run_folder(capsys, monkeypatch, tmp_path):
+    _no_notebook_may_run(monkeypatch)
+    runs = tmp_path / "runs"
+    (runs / "smoke" / "notebooks").mkdir(parents=True)
+    (runs / "smoke" / "notebooks").chmod(0o555)
+    monkeypatch.setenv("PDC_RUNS_DIR", str(runs))
+    try:
+        assert main(["run", "--profile", "smoke"]) == 1
+    finally:
+        (runs / "smoke" / "notebooks").chmod(0o755)
+    assert "cannot write the run folder" in capsys.readouterr().err
+
+
+def test_run_folder_check_catches_a_folder_it_cannot_write_to(monkeypatch, isolated_run_dirs):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(run.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(run.RunError, match=r"cannot write the run folder .* \(Permission denied"):
+        run.writable_output_dir("smoke")
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [(KeyboardInterrupt(), 130, "interrupted; rerun the same command to resume\n"),
+     (run.Terminated(signal.SIGTERM), 143, "interrupted; rerun the same command to resume\n"),
+     (OSError(28, "No space left on device"), 1, "No space left on device")],
+)
+def test_command_line_stops_without_a_traceback(capsys, monkeypatch, isolated_run_dirs,
+                                                error, status, message):
+    def stop(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(run, "run_series", stop)
+    assert main(["run", "--profile", "smoke"]) == status
+    err = capsys.readouterr().err
+    assert _single_paragraph(err) and message in err
+    if status == 130:
+        assert err == message
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--notebooks", ","], "no notebook numbers in the selection"),
+     (["--notebooks", ""], "no notebook numbers in the selection"),
+     (["--run-name", ""], "run_name must be a plain folder name")],
+)
+def test_command_line_rejects_empty_selections_and_names(capsys, monkeypatch,
+                                                         isolated_run_dirs, args, message):
+    _no_notebook_may_run(monkeypatch)
+    assert main(["run", "--profile", "smoke", *args]) == 1
+    assert message in capsys.readouterr().err
+    assert not (isolated_run_dirs / "runs").exists()
+
+
+def _previous_handler(signum, frame):
+    """A stand-in for whatever SIGTERM handler the caller had."""
+
+
+@pytest.fixture
+def sigterm_handler():
+    """Install ``_previous_handler`` for SIGTERM during the test, then put the original back."""
+    original = signal.signal(signal.SIGTERM, _previous_handler)
+    yield
+    signal.signal(signal.SIGTERM, original)
+
+
+def test_sigterm_raises_inside_the_block_and_the_old_handler_comes_back(sigterm_handler):
+    with pytest.raises(run.Terminated) as info, run.sigterm_raises():
+        assert signal.getsignal(signal.SIGTERM) is not _previous_handler
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs at the next bytecode; never reached
+    assert info.value.signal == signal.SIGTERM and isinstance(info.value, KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGTERM) is _previous_handler
+
+
+@pytest.mark.parametrize("outcome", ["done", "terminated"])
+def test_run_series_runs_notebooks_with_the_sigterm_handler(sigterm_handler, monkeypatch,
+                                                            isolated_run_dirs, outcome):
+    notebooks = isolated_run_dirs / "nbs"
+    notebooks.mkdir()
+    _notebook(notebooks / "01_a.ipynb", ["seed: int = 0  # seed"])
+    seen = []
+
+    def execute(path, output, params, progress):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        if outcome == "terminated":
+            raise run.Terminated(signal.SIGTERM)
+        return 0.0
+    monkeypatch.setattr(run, "execute_notebook", execute)
+    if outcome == "done":
+        run.run_series("smoke", run_name="sig", directory=notebooks, progress=False)
+    else:
+        with pytest.raises(run.Terminated):
+            run.run_series("smoke", run_name="sig", directory=notebooks, progress=False)
+    assert seen and seen[0] is not _previous_handler and seen[0] is not signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is _previous_handler
