@@ -238,6 +238,30 @@ def test_invariant_to_translation_rotation_and_scaling(function):
     )
 
 
+SCALE_FREE = [D.distance_correlation_sqr, D.distance_correlation, D.u_distance_correlation_sqr,
+              D.distance_correlation_sqr_blocked, D.partial_distance_correlation]
+
+
+@pytest.mark.parametrize("function", SCALE_FREE, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("scale", [10.0**k for k in range(-30, 31, 10)])
+def test_float32_at_extreme_scales_matches_float64(function, scale):
+    x, y, z = _cases(50, seed=5)
+    reference = float(_call(function, x, y, z))
+    scaled = [(scale * a).astype(np.float32) for a in (x, y, z)]
+    np.testing.assert_allclose(float(_call(function, *scaled)), reference, rtol=1e-5)
+
+
+@pytest.mark.parametrize("function", SCALE_FREE, ids=lambda f: f.__name__)
+def test_gradient_at_extreme_scales_is_the_scaled_unit_gradient(function):
+    x, y, z = _cases(20, seed=6)
+    args = [a.astype(np.float32) for a in (x, y, z)][: _arity(function)]
+    _, unit = _gradient(function, *args)
+    for scale in (1e-25, 1e25):
+        _, gradients = _gradient(function, *[scale * a for a in args])
+        for g, g_unit in zip(gradients, unit, strict=True):
+            np.testing.assert_allclose(scale * g.numpy(), g_unit.numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_self_correlation_is_one():
     x, _, z = _cases(40, seed=6)
     for function in (D.distance_correlation, D.distance_correlation_sqr,
