@@ -436,7 +436,7 @@ def distance_covariance_test(
     does not count. ``seed=None`` draws fresh randomness.
     """
     func = "distance_covariance_test"
-    _check_integer(func, "num_resamples", num_resamples, low=0)
+    _check_integer(func, "num_resamples", num_resamples, low=1)  # 0 would give p = 1 silently
     x, y = _prepare(func, 2, x=x, y=y)
     n = x.shape[0]
     if n is None:
