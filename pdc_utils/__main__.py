@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -30,18 +31,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 done, 1 error, 128 + signal stopped).
+
+    Expected failures (bad parameters, a failing notebook, an unwritable run folder, Ctrl-C or
+    SIGTERM) print one message to stderr instead of a traceback.
+    """
     args = build_parser().parse_args(argv)
     if args.command == "profiles":
         print(run.describe_profiles())
         return 0
+    start = time.perf_counter()
     try:
         overrides = dict(run.parse_override(p) for p in args.param)
-        selection = args.notebooks.split(",") if args.notebooks else None
-        start = time.perf_counter()
+        selection = args.notebooks.split(",") if args.notebooks is not None else None
         summary = run.run_series(args.profile, run_name=args.run_name, overrides=overrides,
                                  notebooks=selection, progress=not args.no_progress)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as run.Terminated
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 128 + getattr(err, "signal", signal.SIGINT)
     except (ValueError, FileNotFoundError, run.RunError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"error: {err}. Runs are written under {config.runs_root()} ($PDC_RUNS_DIR or "
+              f"<project>/runs); check that it is writable and has space, then rerun the same "
+              f"command.", file=sys.stderr)
         return 1
     print(f"done in {time.perf_counter() - start:.0f} s; summary: {summary}")
     return 0

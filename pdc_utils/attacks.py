@@ -98,6 +98,8 @@ class _Compiled:
             x = x * affine[0] + affine[1]
         model = self._model()
         logits = model(x, training=False)[0] if self._returns_pair else model(x)
+        if isinstance(logits, tuple | list):
+            raise _not_logits(f"a {type(logits).__name__} of {len(logits)}")
         return tf.cast(logits, tf.float32)
 
     def _labels(self, x, y, affine):
@@ -132,16 +134,34 @@ class _Compiled:
         return adv
 
 
-_CACHE: weakref.WeakKeyDictionary[Any, _Compiled] = weakref.WeakKeyDictionary()
+#: One cache per way of calling: ``True`` for networks wrapped by ``logits_fn`` (keyed by the
+#: network), ``False`` for images -> logits callables (keyed by the callable). Separate caches
+#: keep a network passed once by mistake from shadowing its ``logits_fn`` wrapper later.
+_CACHES: dict[bool, weakref.WeakKeyDictionary[Any, _Compiled]] = {
+    True: weakref.WeakKeyDictionary(), False: weakref.WeakKeyDictionary()}
+
+
+def _not_logits(what: str) -> ValueError:
+    return ValueError(f"model must map images to logits, but it returns {what}; wrap a "
+                      f"(logits, features) network as attacks.logits_fn(network)")
 
 
 def _compiled(model: LogitsModel) -> _Compiled:
-    """The compiled functions of ``model``, made on first use (keyed by the network)."""
+    """The compiled functions of ``model``, made on first use.
+
+    A Keras model with several outputs (a ``(logits, features)`` network passed without
+    ``logits_fn``) is rejected here, before tracing; other callables that return a tuple are
+    rejected when traced.
+    """
     returns_pair = isinstance(model, _Logits)
+    outputs = getattr(model, "outputs", None)
+    if not returns_pair and isinstance(outputs, list) and len(outputs) > 1:
+        raise _not_logits(f"{len(outputs)} outputs")
     key = model.network if returns_pair else model
-    compiled = _CACHE.get(key)
+    cache = _CACHES[returns_pair]
+    compiled = cache.get(key)
     if compiled is None:
-        compiled = _CACHE[key] = _Compiled(key, returns_pair)
+        compiled = cache[key] = _Compiled(key, returns_pair)
     return compiled
 
 
@@ -167,6 +187,25 @@ def _check_clip(clip: Any) -> tuple[tf.Tensor, tf.Tensor] | None:
     if len(clip) != 2 or not clip[0] < clip[1]:
         raise ValueError(f"clip must be None or a pair (low, high) with low < high, got {clip!r}")
     return tf.constant(clip[0], tf.float32), tf.constant(clip[1], tf.float32)
+
+
+def _checked_images(x: tf.Tensor | np.ndarray, clip: Clip) -> tf.Tensor:
+    """``x`` as float32 after checking that it is finite and, if ``clip`` is given, inside it.
+
+    NaN would silently give NaN adversarial images, and images outside the clip range would be
+    moved by the clipping itself, not only by the attack.
+    """
+    x = tf.cast(x, tf.float32)
+    bad = int(tf.size(x)) - int(tf.math.count_nonzero(tf.math.is_finite(x)))
+    if bad:
+        raise ValueError(f"x must hold finite images, got {bad} NaN or infinite values")
+    if clip is not None and int(tf.size(x)):
+        low, high = float(tf.reduce_min(x)), float(tf.reduce_max(x))
+        if low < clip[0] or high > clip[1]:
+            raise ValueError(
+                f"x must hold images in [{clip[0]:g}, {clip[1]:g}] (the clip range), found "
+                f"values in [{low:g}, {high:g}]; rescale the images or pass clip=None")
+    return x
 
 
 def _check_choice(kind: str, value: Any, valid: Sequence[str]) -> None:
@@ -211,8 +250,8 @@ def fgm(
     the result unclipped. Matches cleverhans' ``fast_gradient_method(model, x, eps, np.inf,
     clip_min, clip_max, y)``.
     """
-    x = tf.cast(x, tf.float32)
-    return _fgm(model, x, _check_eps("eps", eps), y, _check_clip(clip), None)
+    clip_t = _check_clip(clip)
+    return _fgm(model, _checked_images(x, clip), _check_eps("eps", eps), y, clip_t, None)
 
 
 def pgd(
@@ -237,8 +276,9 @@ def pgd(
     eps_t = _check_eps("eps", eps)
     eps_iter_t = _check_eps("eps_iter", eps_iter, high=eps)
     steps_t = _check_steps(steps)
-    x = tf.cast(x, tf.float32)
-    return _pgd(model, x, eps_t, eps_iter_t, steps_t, y, _check_clip(clip), None, rand_init, seed)
+    clip_t = _check_clip(clip)
+    x = _checked_images(x, clip)
+    return _pgd(model, x, eps_t, eps_iter_t, steps_t, y, clip_t, None, rand_init, seed)
 
 
 def _channel_stats(name: str, value: Any, channels: int) -> tf.Tensor:
@@ -281,11 +321,9 @@ def craft(
     eps_t = _check_eps("eps", eps)
     if attack == "pgd":
         eps_iter_t, steps_t = _check_eps("eps_iter", eps_iter, high=eps), _check_steps(steps)
-    x = tf.cast(x, tf.float32)
+    x = _checked_images(x, (0.0, 1.0) if protocol == "pixel" else None)
 
     if protocol == "pixel":
-        if tf.reduce_min(x) < 0 or tf.reduce_max(x) > 1:
-            raise ValueError("the pixel protocol needs images in [0, 1]")
         clip, affine = _check_clip((0.0, 1.0)), None
     else:
         scale = _channel_stats("std", std, x.shape[-1])

@@ -12,8 +12,11 @@ This module imports no TensorFlow: listing profiles and validating parameters is
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,64 +191,158 @@ def profile(name: str) -> dict[str, Any]:
     return params
 
 
-def _choice(params: Mapping[str, Any], key: str, valid: tuple[str, ...]) -> None:
-    if key in params and params[key] not in valid:
-        raise ValueError(f"unknown {key} {params[key]!r}; valid choices: {', '.join(valid)}")
+@dataclass(frozen=True)
+class _Kind:
+    """What one parameter accepts: a test of a single value and its description for messages.
+
+    A list kind (``is_list``) takes a non-empty list or tuple whose every element passes
+    ``accepts``; a scalar kind never takes a list.
+    """
+
+    accepts: Callable[[Any], bool]
+    description: str
+    is_list: bool = False
 
 
-def _positive_int(params: Mapping[str, Any], key: str, allow_zero: bool = False) -> None:
-    if key not in params:
-        return
-    value = params[key]
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        what = "a non-negative integer (0 means all)" if allow_zero else "a positive integer"
-        raise ValueError(f"{key} must be {what}, got {value!r}")
+def _is_integer(value: Any) -> bool:
+    """Python or numpy integers, not booleans (``True`` is an ``int`` in Python)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    """Finite real numbers (Python or numpy), not booleans, NaN or ±inf."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _is_folder_name(value: Any) -> bool:
+    """A name that stays one folder below runs/ and figures/ and is not hidden."""
+    return (isinstance(value, str) and bool(value) and "/" not in value
+            and not value.startswith("."))
+
+
+def _choice(valid: tuple[str, ...]) -> _Kind:
+    """One of the names ``valid``."""
+    return _Kind(lambda v: isinstance(v, str) and v in valid,
+                 f"one of the valid choices: {', '.join(valid)}")
+
+
+def _integer(low: int, note: str = "") -> _Kind:
+    """An integer >= ``low``; ``note`` adds what a special value means."""
+    words = {0: "a non-negative integer", 1: "a positive integer"}
+    return _Kind(lambda v: _is_integer(v) and v >= low,
+                 words.get(low, f"an integer >= {low}") + note)
+
+
+def _number(interval: str, inside: Callable[[float], bool], note: str = "") -> _Kind:
+    """A finite number for which ``inside`` holds; ``interval`` says which, in words."""
+    return _Kind(lambda v: _is_finite_number(v) and inside(v),
+                 f"a number {interval} and finite{note}")
+
+
+def _list_of(element: _Kind) -> _Kind:
+    """A non-empty list of values of kind ``element``."""
+    return _Kind(element.accepts, f"a non-empty list, each element {element.description}",
+                 is_list=True)
+
+
+_BOOLEAN = _Kind(lambda v: isinstance(v, bool), "True or False (a boolean, not a string)")
+_ALL = " (0 means all)"
+_POSITIVE = _number("> 0", lambda v: v > 0)
+_FRACTION = _number("in [0, 1)", lambda v: 0 <= v < 1)
+_SAMPLES = _integer(4, " (U-statistics need 4 samples)")
+
+#: The kind of every parameter a profile or notebook may hold. ``validate`` checks these.
+_KINDS: dict[str, _Kind] = {
+    "run_name": _Kind(_is_folder_name, "a plain folder name like 'quick' "
+                      "(not empty, no '/', not starting with '.')"),
+    "seed": _integer(0),
+    "n_seeds": _integer(1),
+    "n_nets": _integer(2),
+    "design": _choice(DESIGNS),
+    "penalty": _choice(PENALTIES),
+    # notebook 01: the lesson on distance correlation
+    "n_demo": _SAMPLES,
+    "n_grid": _list_of(_SAMPLES),
+    "n_repeats": _integer(1),
+    "n_permutations": _integer(1),
+    "bench_sizes": _list_of(_SAMPLES),
+    "bench_dim": _integer(1),
+    # notebooks 02 and 03: training
+    "dataset": _choice(DATASETS),
+    "network": _choice(NETWORKS),
+    "width": _integer(1),
+    "epochs": _integer(1),
+    "batch_size": _integer(1),
+    "learning_rate": _POSITIVE,
+    "momentum": _FRACTION,
+    "weight_decay": _FRACTION,
+    "schedule": _choice(SCHEDULES),
+    "augment": _BOOLEAN,
+    "train_limit": _integer(0, _ALL),
+    "test_limit": _integer(0, _ALL),
+    "alpha": _number(">= 0", lambda v: v >= 0, " (0 trains the baseline)"),
+    "feature_norm": _BOOLEAN,
+    # notebook 04: attacks
+    "attacks": _list_of(_choice(ATTACKS)),
+    "eps_grid": _list_of(_number("in (0, 1]", lambda v: 0 < v <= 1)),
+    "pgd_step": _POSITIVE,
+    "pgd_steps": _integer(1),
+    "protocol": _choice(PROTOCOLS),
+    "attack_limit": _integer(0, _ALL),
+    "attack_batch_size": _integer(1),
+    "n_bootstrap": _integer(1),
+}
+
+
+def parameter_names() -> tuple[str, ...]:
+    """Every parameter ``validate`` knows the kind of."""
+    return tuple(_KINDS)
+
+
+def is_list_parameter(name: str) -> bool:
+    """Whether parameter ``name`` takes a list (``attacks``, ``eps_grid``, ...)."""
+    return name in _KINDS and _KINDS[name].is_list
+
+
+def _problem(key: str, value: Any, kind: _Kind) -> str | None:
+    """Why ``value`` is not a valid ``key``, or ``None`` if it is."""
+    expected = f"{key} must be {kind.description}, got {value!r}"
+    if not kind.is_list:
+        return None if kind.accepts(value) else expected
+    if not isinstance(value, list | tuple):
+        return f"{expected} ({type(value).__name__}, not a list)"
+    bad = [v for v in value if not kind.accepts(v)]
+    if not value:
+        return f"{expected} (empty)"
+    return f"{expected} (bad: {', '.join(map(repr, bad))})" if bad else None
+
+
+def _pgd_step_problem(params: Mapping[str, Any]) -> str | None:
+    """PGD's step may not exceed its budget ε (as in cleverhans): check it before attacking."""
+    if "pgd" not in params.get("attacks", ()) or not params.get("eps_grid"):
+        return None
+    if "pgd_step" in params and params["pgd_step"] > min(params["eps_grid"]):
+        return (f"pgd_step must not exceed the smallest eps of eps_grid when attacks include "
+                f"pgd, got pgd_step={params['pgd_step']!r} and eps_grid={params['eps_grid']!r}")
+    return None
 
 
 def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     """Check notebook/run parameters before any heavy work and return them as a dict.
 
-    Only the keys present are checked, so each notebook validates what it declares. Raises
-    ``ValueError`` naming the parameter, the bad value and the valid choices.
+    Every known parameter present is checked against its kind (type, finiteness, range, list
+    or scalar, every list element), so each notebook validates what it declares; keys
+    ``validate`` does not know are passed through unchecked. All problems are reported at once
+    in one ``ValueError``, each naming the parameter, the valid values and the bad value.
     """
-    _choice(params, "dataset", DATASETS)
-    _choice(params, "network", NETWORKS)
-    _choice(params, "protocol", PROTOCOLS)
-    _choice(params, "schedule", SCHEDULES)
-    _choice(params, "design", DESIGNS)
-    _choice(params, "penalty", PENALTIES)
-    for key in ("epochs", "batch_size", "width", "pgd_steps", "attack_batch_size", "n_repeats",
-                "n_seeds"):
-        _positive_int(params, key)
-    for key in ("train_limit", "test_limit", "attack_limit", "n_bootstrap", "seed"):
-        _positive_int(params, key, allow_zero=True)
-    if "attacks" in params:
-        attacks = list(params["attacks"])
-        bad = [a for a in attacks if a not in ATTACKS]
-        if bad or not attacks:
-            raise ValueError(
-                f"unknown attacks {bad or attacks!r}; valid choices: {', '.join(ATTACKS)}")
-    if "n_nets" in params and (isinstance(params["n_nets"], bool)
-                               or not isinstance(params["n_nets"], int) or params["n_nets"] < 2):
-        raise ValueError(f"n_nets must be an integer >= 2, got {params['n_nets']!r}")
-    alpha = params.get("alpha", 0)
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or alpha < 0:
-        raise ValueError(f"alpha must be a number >= 0 (0 trains the baseline), got {alpha!r}")
-    for key in ("learning_rate", "pgd_step"):
-        if key in params and not (isinstance(params[key], int | float) and params[key] > 0):
-            raise ValueError(f"{key} must be a number > 0, got {params[key]!r}")
-    for key in ("momentum", "weight_decay"):
-        if key in params and not (isinstance(params[key], int | float) and 0 <= params[key] < 1):
-            raise ValueError(f"{key} must be a number in [0, 1), got {params[key]!r}")
-    if "eps_grid" in params:
-        eps = list(params["eps_grid"])
-        if not eps or any(not isinstance(e, int | float) or not 0 < e <= 1 for e in eps):
-            raise ValueError(f"every eps in eps_grid must be in (0, 1], got {eps!r}")
-    if "run_name" in params:
-        name = params["run_name"]
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-            raise ValueError(f"run_name must be a plain folder name like 'quick', got {name!r}")
+    problems = [_problem(key, value, _KINDS[key])
+                for key, value in params.items() if key in _KINDS]
+    problems = [p for p in problems if p]
+    if not problems:
+        problems = [p for p in [_pgd_step_problem(params)] if p]
+    if problems:
+        raise ValueError("\n".join(problems))
     return dict(params)
 
 

@@ -27,6 +27,7 @@ The ``dcor`` package (numpy) is the reference; ``tests/test_distance.py`` checks
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -216,6 +217,22 @@ def _gram_distances(
     return _safe_sqrt(d_sqr)
 
 
+def _unit_scale(x: tf.Tensor) -> tf.Tensor:
+    """``x / 2^k``, with ``2^k`` the power of two nearest to ``max |x_ij - x_1j|``.
+
+    For the scale-invariant statistics (the dCor² family): without it, float32 input far from
+    unit scale gives squared distances that underflow to 0 (e.g. x ~ 1e-20, dCor² = 0) or
+    overflow to inf (x ~ 1e20, dCor² = NaN). Dividing by a power of two is exact in floating
+    point, so input of ordinary scale gives bit for bit the same values and gradients as without
+    it. The factor is a constant for autodiff, which leaves the gradient exact: dCor² does not
+    change along the scale direction. Constant input (spread 0) is left as it is.
+    """
+    spread = tf.stop_gradient(tf.reduce_max(tf.abs(x - x[:1])))
+    safe = tf.where(spread > 0, spread, tf.ones_like(spread))
+    exponent = tf.math.round(tf.math.log(safe) / math.log(2.0))
+    return x * tf.pow(tf.constant(2.0, x.dtype), -exponent)
+
+
 def _distances(x: tf.Tensor) -> tf.Tensor:
     """Distance matrix of validated (n, d) samples by the Gram identity of ``_gram_distances``."""
     x = _centre_columns(x)
@@ -253,7 +270,7 @@ def _v_centred(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def _v_correlation_sqr(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    a, b = _v_centred(x, y)
+    a, b = _v_centred(_unit_scale(x), _unit_scale(y))
     return _ratio(_v_product(a, b), _v_product(a, a), _v_product(b, b))
 
 
@@ -326,7 +343,8 @@ def distance_correlation_sqr(x: Any, y: Any) -> tf.Tensor:
     ``dCor²(X, Y) = dCov²(X, Y) / sqrt(dCov²(X, X) dCov²(Y, Y))``, defined as 0 when the
     denominator is 0 (a constant input). This is the quantity diverge training minimises
     (the seed code's ``Distance_Correlation`` returns it, despite its name). Invariant to
-    translation, rotation and global scaling of either input.
+    translation, rotation and global scaling of either input, also numerically: each input
+    is rescaled by a power of two first, so float32 input of any scale (1e-30 or 1e30) works.
     """
     x, y = _prepare("distance_correlation_sqr", 2, x=x, y=y)
     return _v_correlation_sqr(x, y)
@@ -356,7 +374,7 @@ def u_distance_correlation_sqr(x: Any, y: Any) -> tf.Tensor:
     V-statistic it is close to 0 for independent data at any n, and therefore can be negative.
     """
     x, y = _prepare("u_distance_correlation_sqr", 4, x=x, y=y)
-    a, b = _u_centred(x, y)
+    a, b = _u_centred(_unit_scale(x), _unit_scale(y))
     return _ratio(_u_product(a, b), _u_product(a, a), _u_product(b, b))
 
 
@@ -395,7 +413,7 @@ def partial_distance_correlation(x: Any, y: Any, z: Any) -> tf.Tensor:
     rotated copy), the residual is rounding noise and so is the result.
     """
     x, y, z = _prepare("partial_distance_correlation", 4, x=x, y=y, z=z)
-    px, py = _residuals(x, y, z)
+    px, py = _residuals(_unit_scale(x), _unit_scale(y), _unit_scale(z))
     return _ratio(_u_product(px, py), _u_product(px, px), _u_product(py, py))
 
 
@@ -419,7 +437,7 @@ def distance_covariance_test(
     does not count. ``seed=None`` draws fresh randomness.
     """
     func = "distance_covariance_test"
-    _check_integer(func, "num_resamples", num_resamples, low=0)
+    _check_integer(func, "num_resamples", num_resamples, low=1)  # 0 would give p = 1 silently
     x, y = _prepare(func, 2, x=x, y=y)
     n = x.shape[0]
     if n is None:
@@ -448,7 +466,8 @@ def distance_covariance_test(
 
 
 def _blocked_sums(func: str, x: Any, y: Any, block_size: int,
-                  unbiased: bool = False) -> tuple[tf.Tensor, ...]:
+                  unbiased: bool = False,
+                  unit_scale: bool = False) -> tuple[tf.Tensor, ...]:
     """``(A·B)``, ``(A·A)``, ``(B·B)`` without an n x n matrix in memory.
 
     Pass 1 computes the row sums of ``a`` and ``b`` block by block (``block_size`` rows
@@ -457,10 +476,13 @@ def _blocked_sums(func: str, x: Any, y: Any, block_size: int,
     ``A_ij = a_ij - ā_i - ā_j + ā`` and ``(A·B) = (1/n²) Σ A_ij B_ij``. With ``unbiased``,
     U-centring: ``Ã_ij = a_ij - a_i./(n-2) - a_.j/(n-2) + a_../((n-1)(n-2))``, ``Ã_ii = 0``
     and ``(Ã·B̃) = Σ_{i≠j} Ã_ij B̃_ij / (n(n-3))``. Memory O(block_size · n); time twice the
-    dense form's distance computation.
+    dense form's distance computation. ``unit_scale`` rescales x and y first
+    (``_unit_scale``), for dCor², which does not depend on their scale.
     """
     _check_integer(func, "block_size", block_size, low=1)
     x, y = _prepare(func, 4 if unbiased else 2, x=x, y=y)
+    if unit_scale:
+        x, y = _unit_scale(x), _unit_scale(y)
     n = x.shape[0]
     if n is None:
         raise ValueError(f"{func}: the number of samples must be known when tracing")
@@ -521,7 +543,8 @@ def distance_correlation_sqr_blocked(x: Any, y: Any, block_size: int = 2048) -> 
     ``dCor² = dCov²(X, Y) / sqrt(dCov²(X, X) dCov²(Y, Y))`` from the three blocked sums of
     ``_blocked_sums`` (0 when the denominator is 0). Use it for whole-test-set dCor².
     """
-    ab, aa, bb = _blocked_sums("distance_correlation_sqr_blocked", x, y, block_size)
+    ab, aa, bb = _blocked_sums("distance_correlation_sqr_blocked", x, y, block_size,
+                               unit_scale=True)
     return _ratio(ab, aa, bb)
 
 
@@ -534,5 +557,5 @@ def u_distance_correlation_sqr_blocked(x: Any, y: Any, block_size: int = 2048) -
     the U-statistic does not.
     """
     ab, aa, bb = _blocked_sums("u_distance_correlation_sqr_blocked", x, y, block_size,
-                               unbiased=True)
+                               unbiased=True, unit_scale=True)
     return _ratio(ab, aa, bb)

@@ -5,14 +5,24 @@ cell declares; ``-p KEY=VALUE`` overrides a profile value for every notebook tha
 Executed copies go to ``runs/<run>/notebooks/``; the run stops at the first failure and says
 which notebook and cell failed and where the partly executed copy is. At the end it writes
 ``runs/<run>/summary.md``.
+
+While the series runs, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) instead
+of killing the runner outright, exactly as Ctrl-C does. papermill shuts a notebook's kernel down
+only in a ``finally`` block, and that shutdown is what deletes the kernel's connection file
+(which holds the session key) from the Jupyter runtime folder; a runner killed by the default
+SIGTERM action skips it and leaves the file behind.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
+import signal
+import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +32,37 @@ from pdc_utils import artifacts, config
 
 
 class RunError(RuntimeError):
-    """A notebook of the series failed; the message names the notebook, cell and copy."""
+    """The series could not run: a notebook failed (the message names the notebook, cell and
+    partly executed copy) or the run folder cannot be written (the message names it)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The runner received SIGTERM; raised like Ctrl-C's ``KeyboardInterrupt`` so that
+    ``finally`` blocks (papermill's kernel shutdown) run. ``signal`` is the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"received signal {signum}")
+        self.signal = signum
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated`; the old handler is restored after.
+
+    Signal handlers can only be set in the main thread; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def notebooks_dir() -> Path:
@@ -34,27 +74,41 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``"KEY=VALUE"`` -> ``(key, value)``; the value is a Python literal if it parses as one.
 
     ``epochs=3`` gives 3, ``eps_grid=[0.03,0.1]`` a list, ``dataset=cifar10`` the string.
+    A list parameter given one value is a one-element list: ``attacks=fgm`` gives ``["fgm"]``
+    and ``eps_grid=0.05`` gives ``[0.05]`` (a string is never split into its letters); a tuple
+    such as ``eps_grid=0.03,0.1`` becomes a list. Whether the values are valid is checked
+    later by :func:`pdc_utils.config.validate`.
     """
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
+    key = key.strip()
+    if not sep or not key:
         raise ValueError(f"parameters are given as KEY=VALUE, got {text!r}")
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         value = raw
-    return key.strip(), value
+    if config.is_list_parameter(key):
+        value = list(value) if isinstance(value, list | tuple) else [value]
+    return key, value
 
 
 def select_notebooks(selection: Iterable[str] | None, directory: Path | None = None) -> list[Path]:
-    """The notebooks to run, in series order; ``selection`` holds numbers like ``"02"``."""
+    """The notebooks to run, in series order; ``selection`` holds numbers like ``"02"``.
+
+    ``None`` selects every notebook; a selection without any number (e.g. from
+    ``--notebooks ,``) is an error rather than a run of nothing.
+    """
     directory = directory or notebooks_dir()
     available = sorted(directory.glob("[0-9][0-9]_*.ipynb"))
     if not available:
         raise FileNotFoundError(f"no numbered notebooks in {directory}")
-    if not selection:
+    by_number = {p.name[:2]: p for p in available}
+    if selection is None:
         return available
     wanted = [s.strip().zfill(2) for s in selection if s.strip()]
-    by_number = {p.name[:2]: p for p in available}
+    if not wanted:
+        raise ValueError(f"no notebook numbers in the selection {list(selection)!r}; "
+                         f"give some of: {', '.join(sorted(by_number))} (or none for all)")
     unknown = [w for w in wanted if w not in by_number]
     if unknown:
         raise ValueError(f"unknown notebooks {unknown}; valid: {', '.join(sorted(by_number))}")
@@ -76,7 +130,8 @@ def resolve_parameters(profile: str, run_name: str | None,
     if unknown:
         raise ValueError(f"unknown parameters {unknown}; valid: {', '.join(sorted(params))}")
     params.update(overrides)
-    params["run_name"] = run_name or params["run_name"]
+    if run_name is not None:  # an empty name is an error, not the profile's name
+        params["run_name"] = run_name
     return config.validate(params)
 
 
@@ -84,35 +139,68 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
                overrides: Mapping[str, Any] | None = None,
                notebooks: Sequence[str] | None = None,
                directory: Path | None = None, progress: bool = True) -> Path:
-    """Execute the selected notebooks in order with ``profile``; return the summary's path."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    """Execute the selected notebooks in order with ``profile``; return the summary's path.
 
+    Parameters, notebook selection and the run folder are checked before any kernel starts.
+    While notebooks run, SIGTERM raises :class:`Terminated` so that papermill shuts the kernel
+    down and removes its connection file (see the module docstring).
+    """
     params = resolve_parameters(profile, run_name, overrides or {})
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels inherit it: quieter logs
     paths = select_notebooks(notebooks, directory)
-    run = params["run_name"]
-    out_dir = config.run_dir(run) / "notebooks"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_output_dir(params["run_name"])
     timings: dict[str, float] = {}
-    for index, path in enumerate(paths, start=1):
-        declared = declared_parameters(path)
-        given = {k: v for k, v in params.items() if k in declared}
-        output = out_dir / path.name
-        print(f"[{index}/{len(paths)}] {path.stem} (run {run!r}) -> {output}", flush=True)
-        start = time.perf_counter()
-        try:
-            papermill.execute_notebook(str(path), str(output), parameters=given,
-                                       cwd=str(path.parent), kernel_name="python3",
-                                       progress_bar=progress, log_output=False)
-        except PapermillExecutionError as err:
-            raise RunError(
-                f"notebook {path.name} failed in cell [{err.exec_count}] "
-                f"({_failed_cell_source(output)}) with {err.ename}: {err.evalue}\n"
-                f"the partly executed copy is {output}"
-            ) from err
-        timings[path.stem] = time.perf_counter() - start
+    with sigterm_raises():
+        for index, path in enumerate(paths, start=1):
+            print(f"[{index}/{len(paths)}] {path.stem} (run {params['run_name']!r}) -> "
+                  f"{out_dir / path.name}", flush=True)
+            timings[path.stem] = execute_notebook(path, out_dir / path.name, params, progress)
     return write_summary(profile, params, timings)
+
+
+def writable_output_dir(run: str) -> Path:
+    """Create ``runs/<run>/notebooks/`` and check that files can be written there.
+
+    Raises :class:`RunError` naming the folder and how to choose another (``PDC_RUNS_DIR``)
+    before any notebook starts, rather than failing inside papermill.
+    """
+    out_dir = config.run_dir(run) / "notebooks"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as err:
+        raise RunError(
+            f"cannot write the run folder {out_dir} ({err.strerror or err}). Runs are written "
+            f"under {config.runs_root()}, which is $PDC_RUNS_DIR or <project>/runs; set "
+            f"PDC_RUNS_DIR to a writable folder and rerun the same command."
+        ) from err
+    return out_dir
+
+
+def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
+                     progress: bool) -> float:
+    """Run one notebook with the parameters it declares; return its wall time in seconds.
+
+    A failing cell raises :class:`RunError` naming the notebook, the cell and the copy.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    declared = declared_parameters(path)
+    given = {k: v for k, v in params.items() if k in declared}
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(path), str(output), parameters=given,
+                                   cwd=str(path.parent), kernel_name="python3",
+                                   progress_bar=progress, log_output=False)
+    except PapermillExecutionError as err:
+        raise RunError(
+            f"notebook {path.name} failed in cell [{err.exec_count}] "
+            f"({_failed_cell_source(output)}) with {err.ename}: {err.evalue}\n"
+            f"the partly executed copy is {output}"
+        ) from err
+    return time.perf_counter() - start
 
 
 def _failed_cell_source(executed: Path, limit: int = 80) -> str:

@@ -334,11 +334,54 @@ def test_paired_bootstrap_equals_resampling_example_indices():
      "std must be positive"),
     (lambda m, x: attacks.craft(m, x, "fgm", 0.1, protocol="paper", mean=[0, 1], std=STD),
      "mean must be 1 or 3"),
-    (lambda m, x: attacks.craft(m, x * 255, "fgm", 0.1), r"images in \[0, 1\]"),
+    (lambda m, x: attacks.craft(m, x * 255, "fgm", 0.1),
+     r"images in \[0, 1\] \(the clip range\), found values in \[0, 255\]"),
+    (lambda m, x: attacks.fgm(m, x * 255, 0.1), r"found values in \[0, 255\]"),
+    (lambda m, x: attacks.pgd(m, x - 0.5, 0.1, steps=2), r"found values in \[-0.5, 0.5\]"),
+    (lambda m, x: attacks.fgm(m, x + 1, 0.1, clip=(0.0, 1.5)),
+     r"images in \[0, 1.5\] \(the clip range\), found values in \[1, 2\]"),
+    (lambda m, x: attacks.fgm(m, _with_nan(x), 0.1), "finite images, got 1 NaN or infinite"),
+    (lambda m, x: attacks.fgm(m, _with_nan(x), 0.1, clip=None), "finite images"),
+    (lambda m, x: attacks.pgd(m, _with_nan(x), 0.1, steps=2), "finite images"),
+    (lambda m, x: attacks.craft(m, _with_nan(x), "fgm", 0.1, protocol="paper", mean=MEAN,
+                                std=STD), "finite images"),
 ])
 def test_bad_attack_input_raises(model, images, call, message):
     with pytest.raises(ValueError, match=message):
         call(model, images)
+
+
+def _with_nan(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    x[0, 1, 1, 0] = np.nan
+    return x
+
+
+def test_unclipped_attacks_take_images_outside_zero_one(model, images):
+    adv = attacks.fgm(model, images * 255, 0.1, clip=None)
+    assert np.all(np.abs(adv.numpy() - images * 255) <= 0.1 + 1e-4)
+
+
+@pytest.mark.parametrize("attack", [
+    lambda m, x: attacks.fgm(m, x, 0.1),
+    lambda m, x: attacks.pgd(m, x, 0.1, steps=2),
+])
+def test_a_raw_network_is_rejected_and_does_not_poison_its_logits_fn(images, attack):
+    net = _network(3)  # returns (logits, features)
+    with pytest.raises(ValueError, match=r"^model must map images to logits, but it returns 2 "
+                       r"outputs; wrap .* as attacks.logits_fn\(network\)$"):
+        attack(net, images)
+    adv = attack(attacks.logits_fn(net), images)  # used to fail: the cache took net as logits
+    fresh = _network(3)
+    assert np.array_equal(adv.numpy(), attack(attacks.logits_fn(fresh), images).numpy())
+    with pytest.raises(ValueError, match="logits_fn"):  # and the other order
+        attack(fresh, images)
+
+
+def test_a_callable_returning_a_pair_is_rejected_when_traced(images):
+    net = _network(4)
+    with pytest.raises(ValueError, match="returns a tuple of 2; wrap"):
+        attacks.fgm(lambda x: tuple(net(x, training=False)), images, 0.1)
 
 
 def test_bad_evaluation_input_raises(digits, per_example):
