@@ -11,6 +11,7 @@ Training is resumable and reused (the runs live in ``runs/_diverge_study/`` unle
 ``PDC_RUNS_DIR`` says otherwise), so an interrupted study continues where it stopped.
 
     python bench/diverge_study.py [--seeds 5] [--alphas 0.05 0.3 1 3] [--designs ...]
+        [--paper-code-alphas 0.05 1]
 """
 
 from __future__ import annotations
@@ -40,9 +41,8 @@ EPS_GRID = [0.03, 0.05, 0.1, 0.2, 0.3]
 def _copy_finished(source: str, target: str, names: list[str]) -> None:
     """Put finished networks of run ``source`` into run ``target`` (reused, not retrained)."""
     for name in names:
-        for kind, sub, file in (("model", "models", f"{name}.keras"),
-                                ("params", "models", f"{name}.json"),
-                                ("history", "results", f"history_{name}.csv")):
+        for sub, file in (("models", f"{name}.keras"), ("models", f"{name}.json"),
+                          ("results", f"history_{name}.csv")):
             src = config.run_dir(source) / sub / file
             dst = config.run_dir(target) / sub / file
             if src.exists() and not dst.exists():
@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.05, 0.3, 1.0, 3.0])
     parser.add_argument("--designs", nargs="+", default=list(config.DESIGNS))
+    parser.add_argument("--paper-code-alphas", type=float, nargs="+", default=None,
+                        help="α grid of the paper_code cells (default: --alphas); each costs "
+                             "n_nets networks per seed")
     parser.add_argument("--penalties", nargs="+", default=["v", "u"])
     parser.add_argument("--profile", default="quick")
     args = parser.parse_args()
@@ -113,7 +116,10 @@ def main() -> None:
     for design in args.designs:
         for penalty in args.penalties:
             shared = None
-            for alpha in args.alphas:
+            alphas = args.alphas
+            if design == "paper_code" and args.paper_code_alphas:
+                alphas = args.paper_code_alphas
+            for alpha in alphas:
                 cell = {"design": design, "penalty": penalty, "alpha": alpha}
                 run = f"{design}_{penalty}_a{alpha:g}"
                 params = {**base, **cell, "n_seeds": args.seeds, "run_name": run}

@@ -642,3 +642,30 @@ def gradient_alignment(source: Callable[..., Any], targets: Mapping[str, Callabl
                      "cosine_mean": float(values.mean()), "cosine_std": float(values.std()),
                      "n": int(values.size)})
     return pd.DataFrame(rows)
+
+
+def verdict_text(gap: pd.DataFrame, *, run_name: str, dataset: str, design: str,
+                 penalty: str, alpha: float, protocol: str) -> str:
+    """One paragraph stating what :func:`seed_differences` shows, computed from it."""
+    attacked = gap[gap["attack"] != "clean"]
+    n = int(gap["n_seeds"].iloc[0])
+    head = (f"Run {run_name} ({dataset}, design {design}, penalty {penalty}, alpha {alpha:g}, "
+            f"protocol {protocol}, {n} seed pair{'s' if n != 1 else ''}): ")
+    spread = (f"mean diverge − baseline accuracy on f1's adversarial images from "
+              f"{attacked['difference'].min():+.1f} to {attacked['difference'].max():+.1f} "
+              f"points over {len(attacked)} settings")
+    if n < 2:
+        return head + spread + "; one pair is one draw of training randomness, so no interval."
+    up = int((attacked["low"] > 0).sum())
+    down = int((attacked["high"] < 0).sum())
+    clean = gap[gap["attack"] == "clean"].iloc[0]
+    if up and not down:
+        claim = f"the 95% t-interval over pairs excludes 0 in favour of diverge in {up} of them"
+    elif down and not up:
+        claim = f"the 95% t-interval over pairs excludes 0 *against* diverge in {down} of them"
+    elif up and down:
+        claim = f"the 95% t-intervals exclude 0 in favour in {up} and against in {down}"
+    else:
+        claim = "every 95% t-interval over pairs includes 0: no effect is shown either way"
+    return (head + spread + "; " + claim + f". On clean images: {clean['difference']:+.1f} "
+            f"[{clean['low']:+.1f}, {clean['high']:+.1f}].")

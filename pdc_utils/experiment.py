@@ -104,10 +104,14 @@ class Experiment:
             p["dataset"], "train", batch_size=p["batch_size"], shuffle=True,
             augment=p["augment"], seed=seed, limit=p["train_limit"], epoch=epoch)
 
+    def build_network(self, seed: int) -> keras.Model:
+        """A fresh network of the run's architecture, its initial weights drawn from ``seed``."""
+        keras.utils.set_random_seed(seed)
+        return models.build_network(self.p["network"], self.info, width=self.p["width"])
+
     def _member(self, name: str, seed: int, alpha: float = 0.0,
                 references: list[keras.Model | str] | None = None) -> training.Member:
-        keras.utils.set_random_seed(seed)
-        network = models.build_network(self.p["network"], self.info, width=self.p["width"])
+        network = self.build_network(seed)
         fingerprint = {k: self.p[k] for k in ("dataset", "network", "width", "batch_size",
                                               "augment", "train_limit", "design")}
         return training.Member(name, network, self._train_data(seed), alpha=alpha,

@@ -66,6 +66,14 @@ def effective_dimension(features: np.ndarray) -> tuple[float, float]:
     return float(total**2 / np.sum(spectrum**2)), float(spectrum.max() / total)
 
 
+def principal_components(features: np.ndarray, k: int = 2) -> np.ndarray:
+    """The rows' coordinates on their first ``k`` principal directions (centred SVD)."""
+    centred = np.asarray(features, dtype=np.float64)
+    centred = centred - centred.mean(axis=0, keepdims=True)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    return u[:, :k] * s[:k]
+
+
 def feature_dcor_table(features: Mapping[str, np.ndarray], reference: str = "f1",
                        feature_norm: bool = True,
                        references: Mapping[str, list[str]] | None = None) -> pd.DataFrame:

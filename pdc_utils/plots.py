@@ -61,6 +61,15 @@ def close(fig: matplotlib.figure.Figure) -> None:
     plt.close(fig)
 
 
+def model_color(name: str) -> str:
+    """The series colour of a network: by its role (f1, baseline, diverged), whatever its seed
+    suffix; grey for anything else (e.g. the middle nets of a chain)."""
+    for role in ("f2_baseline", "f2_diverge", "f1"):
+        if name == role or name.startswith(role + "_"):
+            return MODEL_COLORS[role]
+    return MODEL_COLORS.get(name, "#999999")
+
+
 def plot_histories(histories: dict, metrics: tuple[str, ...] = ("accuracy", "ce"),
                    titles: dict | None = None) -> matplotlib.figure.Figure:
     """Per-epoch curves of several trainings side by side: one panel per metric.
@@ -73,7 +82,7 @@ def plot_histories(histories: dict, metrics: tuple[str, ...] = ("accuracy", "ce"
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for name, history in histories.items():
-            color = MODEL_COLORS.get(name)
+            color = model_color(name)
             epochs = history["epoch"] + 1
             if metric in history:
                 ax.plot(epochs, history[metric], "--", color=color, alpha=0.7,
@@ -83,5 +92,103 @@ def plot_histories(histories: dict, metrics: tuple[str, ...] = ("accuracy", "ce"
         ax.set_xlabel("epoch")
         ax.set_title(titles.get(metric, metric))
     axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def adversarial_grid(shown: dict, predictions: dict, labels, class_names,
+                     models: list[str]) -> matplotlib.figure.Figure:
+    """Clean and adversarial images (rows) with each model's prediction under every image.
+
+    ``shown`` maps a row name (``"clean"``, ``"fgm ε=0.1"``, ...) to a batch of images;
+    ``predictions[(row, model)]`` are class ids. Wrong predictions are red. Below each
+    adversarial row, its perturbation ``x' - x`` (grey = 0) shows what the attack changed.
+    """
+    import numpy as np
+
+    clean = np.asarray(shown["clean"])
+    rows = []
+    for row, x in shown.items():
+        rows.append((row, np.asarray(x), True))
+        if row != "clean":
+            rows.append((f"{row}: x' − x", np.asarray(x) - clean, False))
+    n = len(labels)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 1.75 * len(rows) + 0.6),
+                             squeeze=False)
+    for r, (row, x, is_image) in enumerate(rows):
+        scale = max(float(np.abs(x).max()), 1e-12)
+        for c in range(n):
+            ax = axes[r, c]
+            if is_image:
+                ax.imshow(np.clip(x[c], 0, 1))
+                for k, model in enumerate(models):
+                    guess = predictions[(row, model)][c]
+                    ax.text(1.02, 0.9 - 0.3 * k, f"{model}: {class_names[guess]}",
+                            transform=ax.transAxes, fontsize=8, va="top",
+                            color="black" if guess == labels[c] else "crimson")
+            else:
+                ax.imshow(x[c].mean(axis=-1) / scale, cmap="coolwarm", vmin=-1, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(row, fontsize=9)
+    truth = ", ".join(class_names[y] for y in labels)
+    fig.suptitle(f"Made on f1; true labels: {truth}. Red: wrong prediction", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_eps(accuracy, attacks: list[str], pairs: list[tuple[str, str]],
+                    protocol: str) -> matplotlib.figure.Figure:
+    """Accuracy against ε per attack: f1 white-box, and the mean ± sd over seed pairs of the
+    baselines and the diverged networks. The y axis is zoomed to the transfer curves, so a
+    gap of a few points is visible; f1's white-box curve may leave the frame downwards."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(attacks), figsize=(5.2 * len(attacks), 3.8), squeeze=False)
+    groups = {"f1 (white-box)": ["f1"], "baseline": [b for b, _ in pairs],
+              "diverge": [d for _, d in pairs]}
+    colours = {"f1 (white-box)": MODEL_COLORS["f1"], "baseline": MODEL_COLORS["baseline"],
+               "diverge": MODEL_COLORS["diverge"]}
+    clean = accuracy[accuracy["attack"] == "clean"].set_index("model")["accuracy"]
+    for ax, attack in zip(axes[0], attacks, strict=True):
+        rows = accuracy[accuracy["attack"] == attack]
+        eps = sorted(set(rows["eps"]))
+        lows = []
+        for label, names in groups.items():
+            by_eps = rows.pivot(index="eps", columns="model", values="accuracy")[names]
+            values = np.vstack([clean[names].to_numpy(), by_eps.loc[eps].to_numpy()])
+            mean, sd = values.mean(axis=1), values.std(axis=1)
+            ax.plot([0.0, *eps], mean, "o-", color=colours[label], label=label)
+            if len(names) > 1:
+                ax.fill_between([0.0, *eps], mean - sd, mean + sd, color=colours[label],
+                                alpha=0.2)
+                lows.append((mean - sd).min())
+        top = max(clean.max(), 1.0)
+        ax.set_ylim(max(0.0, min(lows) - 3 if lows else 0.0), min(100.0, top + 1.5))
+        units = "pixel units" if protocol == "pixel" else "normalised units"
+        ax.set_xlabel(f"ε ({units})")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{attack.upper()} made on f1 (band: ± sd over seeds)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def seed_intervals(gap, n_seeds: int) -> matplotlib.figure.Figure:
+    """Diverged − baseline accuracy per attack and ε: mean over seed pairs with its 95 %
+    t-interval (the headline figure of notebook 04)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    labels = [a if a == "clean" else f"{a} {e:g}" for a, e in zip(gap["attack"], gap["eps"],
+                                                                   strict=True)]
+    x = range(len(gap))
+    low = (gap["difference"] - gap["low"]).fillna(0)
+    high = (gap["high"] - gap["difference"]).fillna(0)
+    ax.errorbar(x, gap["difference"], yerr=[low, high], fmt="o",
+                color=MODEL_COLORS["diverge"], capsize=4)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(list(x), labels, rotation=30)
+    ax.set_ylabel("diverge − baseline (points)")
+    ax.set_title(f"Mean over {n_seeds} seed pairs, 95% t-interval")
     fig.tight_layout()
     return fig

@@ -228,9 +228,14 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
     run = params["run_name"]
     results = config.results_dir(run)
     lines = [f"# Run `{run}` (profile `{profile}`)", ""]
-    for title, name in (("Transfer attack (accuracy of each model, %)", "transfer_attack.csv"),
-                        ("dCor² of penultimate features to f1 (whole test set)",
-                         "feature_dcor.csv")):
+    for title, name in (
+            ("Transfer attack (accuracy of each model, %, mean over seed pairs)",
+             "transfer_attack.csv"),
+            ("Diverge − baseline over seed pairs (points, 95% t-interval)",
+             "diverge_minus_baseline.csv"),
+            ("dCor² of penultimate features (whole test set): V, U and feature geometry",
+             "feature_dcor.csv"),
+            ("Input-gradient cosine to the attacker", "gradient_alignment.csv")):
         if (results / name).exists():
             lines += [f"## {title}", "", _markdown(pd.read_csv(results / name)), ""]
     environment = results / "environment.json"

@@ -405,3 +405,78 @@ def test_bad_evaluation_input_raises(digits, per_example):
         attacks.paired_bootstrap(per_example, "f1", "f2_baseline", level=1.0)
     with pytest.raises(ValueError, match="none of the models"):
         attacks.paper_table(per_example, "digits", "cnn", {"f2_diverge": "diverge"})
+
+
+# --------------------------------------------------------------------------- over seeds
+
+
+def _pairs_table(n_seeds=4, seed=5):
+    """Per-example results of f1, and baseline/diverged networks of ``n_seeds`` pairs, where
+    the diverged networks are right a little more often."""
+    models = ["f1"] + [m for s in range(n_seeds) for m in (f"b{s}", f"d{s}")]
+    table = _synthetic(models=models, seed=seed)
+    pairs = [(f"b{s}", f"d{s}") for s in range(n_seeds)]
+    return table, pairs
+
+
+def test_seed_tables_and_t_intervals_match_a_direct_computation():
+    from scipy import stats
+
+    table, pairs = _pairs_table()
+    seeds = attacks.seeds_table(table, "digits", "resnet18", pairs)
+    assert list(seeds.columns) == ["dataset", "network", "method", "clean", "fgm_0.10", "seed"]
+    assert list(seeds["seed"]) == [-1, 0, 0, 1, 1, 2, 2, 3, 3]
+    mean = attacks.mean_over_seeds(seeds)
+    assert list(mean["method"]) == ["source", "baseline", "diverge"]
+    acc = table.groupby(["attack", "model"])["correct"].mean() * 100
+    expected = np.mean([acc[("fgm", d)] for _, d in pairs])
+    assert mean.set_index("method").loc["diverge", "fgm_0.10"] == pytest.approx(expected,
+                                                                                abs=0.006)
+
+    gap = attacks.seed_differences(table, pairs).set_index("attack")
+    d = np.array([acc[("fgm", dv)] - acc[("fgm", b)] for b, dv in pairs])
+    low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    row = gap.loc["fgm"]
+    assert row["difference"] == pytest.approx(d.mean())
+    assert (row["low"], row["high"]) == pytest.approx((low, high))
+    assert row["n_seeds"] == 4 and row["seeds_ahead"] == int((d > 0).sum())
+    one = attacks.seed_differences(table, pairs[:1])
+    assert one["low"].isna().all(), "one pair has no spread, so no interval"
+    text = attacks.verdict_text(gap.reset_index(), run_name="r", dataset="digits",
+                                design="reference", penalty="v", alpha=1.0, protocol="pixel")
+    assert "4 seed pairs" in text and f"{d.mean():+.1f}" in text
+
+
+def test_gradient_alignment_is_the_cosine_of_input_gradients(digits):
+    x, y = digits["x"][:64], digits["y"][:64]
+    table = attacks.gradient_alignment(digits["f1"], {"f1": digits["f1"], "f2": digits["f2"]},
+                                       [(x, y)]).set_index("model")
+    assert list(table.columns) == ["attack_source", "cosine_mean", "cosine_std", "n"]
+    assert table.loc["f1", "cosine_mean"] == pytest.approx(1.0, abs=1e-5)
+    labels = tf.argmax(digits["f1"](x, training=False)[0], axis=1)
+    grads = []
+    for net in (digits["f1"], digits["f2"]):
+        xv = tf.Variable(x)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels, net(xv, training=False)[0]))
+        grads.append(tape.gradient(loss, xv).numpy().reshape(len(x), -1))
+    cos = np.sum(grads[0] * grads[1], 1) / (np.linalg.norm(grads[0], axis=1)
+                                             * np.linalg.norm(grads[1], axis=1))
+    assert table.loc["f2", "cosine_mean"] == pytest.approx(cos.mean(), abs=1e-5)
+    assert table.loc["f2", "n"] == 64
+
+
+def test_paper_protocol_pgd_starts_at_random_the_same_for_every_target(digits):
+    x, y = digits["x"][:32], digits["y"][:32]
+    mean, std = [0.3] * 3, [0.4] * 3
+    run = [attacks.transfer_evaluation(
+        digits["f1"], {"f1": digits["f1"], "f2": digits["f2"]}, [(x, y)], attacks=["pgd"],
+        eps_grid=[0.1], protocol="paper", mean=mean, std=std, steps=2, progress=False, seed=s)
+        for s in (0, 0, 1)]
+    pd.testing.assert_frame_equal(run[0], run[1])
+    f = attacks.logits_fn(digits["f1"])
+    start = attacks.craft(f, x, "pgd", 0.1, protocol="paper", mean=mean, std=std, steps=2,
+                          rand_init=True, seed=0)
+    plain = attacks.craft(f, x, "pgd", 0.1, protocol="paper", mean=mean, std=std, steps=2)
+    assert not np.allclose(start.numpy(), plain.numpy()), "the random start must matter"

@@ -512,3 +512,19 @@ def test_bad_matrices_and_resamples_are_rejected():
             D.distance_covariance_test(x, y, num_resamples=bad)
     with pytest.raises(ValueError, match="real numbers"):
         D.distance_correlation_sqr(np.array(["a", "b", "c"]), y[:3])
+
+
+@pytest.mark.parametrize("block_size", [1, 6, 37, 2048])
+def test_blocked_u_statistic_matches_dcor(block_size):
+    x, y, _ = _cases(37, seed=14)
+    np.testing.assert_allclose(
+        float(D.u_distance_correlation_sqr_blocked(x, y, block_size=block_size)),
+        dcor.u_distance_correlation_sqr(np.asarray(x), np.asarray(y)), rtol=1e-9)
+    independent = np.random.default_rng(3).normal(size=(37, 4))
+    assert float(D.u_distance_correlation_sqr_blocked(x, independent, block_size)) == (
+        pytest.approx(dcor.u_distance_correlation_sqr(np.asarray(x), independent), rel=1e-9))
+
+
+def test_blocked_u_statistic_needs_four_samples():
+    with pytest.raises(ValueError):
+        D.u_distance_correlation_sqr_blocked(np.zeros((3, 2)), np.zeros((3, 2)))

@@ -64,7 +64,6 @@ def test_feature_dcor_table_is_exact_and_checks_its_input():
     f1 = rng.normal(size=(300, 16))
     f2 = np.tanh(f1[:, :8]) + 0.5 * rng.normal(size=(300, 8))
     table = features.feature_dcor_table({"f1": f1, "f2": f2}, feature_norm=False)
-    assert list(table.columns) == ["model", "reference", "dcor_sqr", "n"]
     value = table.set_index("model").loc["f2", "dcor_sqr"]
     assert value == pytest.approx(dcor.distance_correlation_sqr(f2, f1), rel=1e-6)
     normed = features.feature_dcor_table({"f1": f1, "f2": f2})
@@ -80,3 +79,27 @@ def test_feature_dcor_table_is_exact_and_checks_its_input():
 def test_row_normalized_keeps_zero_rows_zero():
     rows = np.array([[3.0, 4.0], [0.0, 0.0]])
     np.testing.assert_allclose(features.row_normalized(rows), [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_effective_dimension_of_known_spectra():
+    rng = np.random.default_rng(0)
+    line = np.outer(rng.normal(size=500), rng.normal(size=6))
+    assert features.effective_dimension(line) == pytest.approx((1.0, 1.0))
+    iso = np.linalg.qr(rng.normal(size=(400, 4)))[0] * 20  # 4 equal-variance directions
+    dim, top = features.effective_dimension(iso - iso.mean(0))
+    assert dim == pytest.approx(4.0, rel=0.02) and top == pytest.approx(0.25, rel=0.05)
+    assert features.effective_dimension(np.ones((5, 3))) == (0.0, 0.0)
+
+
+def test_feature_table_has_u_statistic_geometry_and_extra_references():
+    rng = np.random.default_rng(1)
+    f1, f2, f3 = (rng.normal(size=(120, 5)) for _ in range(3))
+    table = features.feature_dcor_table({"f1": f1, "f2": f2, "f3": f3}, feature_norm=False,
+                                        references={"f3": ["f2"]})
+    assert list(table.columns) == ["model", "reference", "dcor_sqr", "n", "u_dcor_sqr",
+                                   "effective_dim", "top_pc_fraction"]
+    row = table[(table["model"] == "f3") & (table["reference"] == "f2")].iloc[0]
+    assert row["u_dcor_sqr"] == pytest.approx(dcor.u_distance_correlation_sqr(f3, f2), rel=1e-6)
+    assert row["effective_dim"] == pytest.approx(features.effective_dimension(f3)[0])
+    with pytest.raises(ValueError, match="reference 'f9' of f3"):
+        features.feature_dcor_table({"f1": f1, "f3": f3}, references={"f3": ["f9"]})

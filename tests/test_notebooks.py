@@ -55,20 +55,29 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     for name in config.NOTEBOOKS:
         assert (run_dir / "notebooks" / f"{name}.ipynb").exists()
 
-    for name in ("f1", "f2_baseline", "f2_diverge"):
+    for name in ("f1", "f2_baseline", "f2_diverge", "f2_baseline_s1", "f2_diverge_s1"):
         network = keras.models.load_model(run_dir / "models" / f"{name}.keras")
         logits, features = network(keras.ops.zeros((2, 8, 8, 3)))
         assert logits.shape == (2, 10) and features.shape[0] == 2
 
-    table = pd.read_csv(run_dir / "results" / "transfer_attack.csv")
+    results = run_dir / "results"
+    table = pd.read_csv(results / "transfer_attack.csv")
     assert list(table.columns) == ["dataset", "network", "method", "clean", "fgm_0.05",
                                    "pgd_0.05", "fgm_0.10", "pgd_0.10"]
-    assert set(table["method"]) == {"source", "baseline", "diverge"}
+    assert list(table["method"]) == ["source", "baseline", "diverge"]
     assert table.drop(columns=["dataset", "network", "method"]).stack().between(0, 100).all()
+    seeds = pd.read_csv(results / "transfer_attack_seeds.csv")
+    assert list(seeds.columns) == [*table.columns, "seed"] and list(seeds["seed"]) == [-1, 0, 0,
+                                                                                      1, 1]
+    gap = pd.read_csv(results / "diverge_minus_baseline.csv")
+    assert (gap["n_seeds"] == 2).all() and {"difference", "low", "high"} <= set(gap.columns)
+    alignment = pd.read_csv(results / "gradient_alignment.csv")
+    assert list(alignment.columns) == ["model", "attack_source", "cosine_mean", "cosine_std", "n"]
 
-    dcor = pd.read_csv(run_dir / "results" / "feature_dcor.csv")
-    assert list(dcor.columns) == ["model", "reference", "dcor_sqr", "n"]
-    assert set(dcor["model"]) >= {"f2_baseline", "f2_diverge"}
+    dcor = pd.read_csv(results / "feature_dcor.csv")
+    assert list(dcor.columns) == ["model", "reference", "dcor_sqr", "n", "u_dcor_sqr",
+                                  "effective_dim", "top_pc_fraction"]
+    assert set(dcor["model"]) >= {"f2_baseline", "f2_diverge", "f2_diverge_s1"}
     assert (dcor["n"] == config.profile("smoke")["test_limit"]).all()
 
     figures = list((isolated_run_dirs / "figures" / "smoke").glob("*.png"))
@@ -76,12 +85,25 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     text = summary.read_text()
     assert "Transfer attack" in text and "Wall time per notebook" in text
 
-    # the seed's protocol (eps in normalised units, no clipping) runs end to end too
+    # the seed's protocol (eps in normalised units, no clipping, random PGD start) runs too
     run.run_series("smoke", run_name="smoke", overrides={"protocol": "paper"},
                    notebooks=["04"], progress=False)
-    paper = pd.read_csv(run_dir / "results" / "transfer_attack.csv")
+    paper = pd.read_csv(results / "transfer_attack.csv")
     assert list(paper.columns) == list(table.columns) and len(paper) == 3
-    assert "protocol paper" in (run_dir / "results" / "verdict.md").read_text()
+    assert "protocol paper" in (results / "verdict.md").read_text()
+
+
+@pytest.mark.notebook
+def test_smoke_run_of_the_paper_code_design_with_the_u_penalty(isolated_run_dirs):
+    run.run_series("smoke", run_name="chain", overrides={"design": "paper_code", "penalty": "u"},
+                   notebooks=["02", "03", "04"], progress=False)
+    models = isolated_run_dirs / "runs" / "chain" / "models"
+    assert {p.stem for p in models.glob("*.keras")} == {
+        "f1", "f2_baseline", "chain_s0_net1", "f2_diverge", "f2_baseline_s1", "chain_s1_net1",
+        "f2_diverge_s1"}
+    dcor = pd.read_csv(isolated_run_dirs / "runs" / "chain" / "results" / "feature_dcor.csv")
+    refs = dcor[dcor["model"] == "f2_diverge"]["reference"].tolist()
+    assert refs == ["f1", "f2_baseline", "chain_s0_net1"]
 
 
 def test_quick_profile_columns_match_the_paper_table():

@@ -92,57 +92,98 @@ def test_weight_decay_is_coupled_l2_as_in_pytorch_sgd(digits):
         np.testing.assert_allclose(v.numpy(), expected, rtol=1e-3, atol=1e-5)
 
 
-def test_interrupted_fit_resumes_from_its_last_epoch(digits, isolated_run_dirs):
-    info, train, test = digits
+def _epochs(seed, calls, stop_at=None):
+    """Training data as ``epoch -> dataset`` that records the epochs asked for and can raise
+    KeyboardInterrupt at epoch ``stop_at`` (a simulated kill)."""
+    def make(epoch):
+        if epoch == stop_at:
+            raise KeyboardInterrupt(f"simulated interruption at epoch {epoch}")
+        calls.append(epoch)
+        return data.load_split("digits", "train", batch_size=64, shuffle=True, seed=seed,
+                               limit=320, epoch=epoch)
+    return make
 
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt("simulated interruption after epoch 2")
 
-    class Record(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.epochs = []
+def _chain(info, calls, stop_at=None):
+    names = ["net0", "net1", "net2"]
+    return [training.Member(name, _network(info, 10 + k, 4), _epochs(10 + k, calls, stop_at
+                                                                    if k == 2 else None),
+                            alpha=1.0 if k else 0.0, references=names[:k])
+            for k, name in enumerate(names)]
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epochs.append(epoch)
 
-    args = dict(name="net", run_name="resume", epochs=4, progress=False, **FIT)
-    # first an interrupted training with other parameters: its backup must not be resumed
+@pytest.mark.parametrize("penalty", ["v", "u"])
+def test_interrupted_chain_resumes_to_the_weights_of_an_uninterrupted_one(
+        digits, isolated_run_dirs, penalty):
+    """A chain (paper_code design) killed in epoch 1 of its last net resumes there and ends
+    bit-identical to an uninterrupted chain; a finished chain is reused, not retrained."""
+    info, _, test = digits
+    training.configure(0)
+    args = dict(group="chain", epochs=3, penalty=penalty, progress=False, **FIT)
+    full = training.train_group(_chain(info, []), test, run_name="full", **args)
+
     with pytest.raises(KeyboardInterrupt):
-        training.train_network(_network(info, 5, 4), train, test, callbacks=[Interrupt()],
-                               **{**args, "epochs": 5})
-    first = Record()
-    with pytest.raises(KeyboardInterrupt):
-        training.train_network(_network(info, 5, 4), train, test,
-                               callbacks=[first, Interrupt()], **args)
-    assert first.epochs == [0, 1]
-    assert (config.run_dir("resume") / "backup" / "net").exists()
-    assert not (config.models_dir("resume") / "net.keras").exists()
+        training.train_group(_chain(info, [], stop_at=1), test, run_name="cut", **args)
+    assert (config.run_dir("cut") / "backup" / "chain" / "state.json").exists()
+    assert not (config.models_dir("cut") / "net0.keras").exists()
+    calls = []
+    resumed = training.train_group(_chain(info, calls), test, run_name="cut", **args)
+    # epoch 0 of each net is built once to count its steps; then net2's epoch 1, epoch 2 of all
+    assert calls == [0, 0, 0, 1, 2, 2, 2]
+    assert not (config.run_dir("cut") / "backup" / "chain").exists()
+    for name, (network, history) in full.items():
+        for w_full, w_resumed in zip(network.get_weights(), resumed[name][0].get_weights(),
+                                     strict=True):
+            np.testing.assert_array_equal(w_full, w_resumed)
+        assert list(resumed[name][1]["epoch"]) == [0, 1, 2]
+        assert ("dcor_sqr" in history) == (name != "net0")  # no reference, no dCor² column
 
-    record = Record()
-    net, history = training.train_network(_network(info, 5, 4), train, test,
-                                          callbacks=[record], **args)
-    assert record.epochs == [2, 3]
-    assert list(history["epoch"]) == [0, 1, 2, 3]
-    assert not (config.run_dir("resume") / "backup" / "net").exists()
-
+    calls = []
+    again = training.train_group(_chain(info, calls), test, run_name="cut", **args)
+    assert calls == [] and again["net2"][1].equals(resumed["net2"][1])
     # the saved file is the plain network: loads without custom objects, same outputs
-    loaded = keras.models.load_model(config.models_dir("resume") / "net.keras")
+    loaded = keras.models.load_model(config.models_dir("cut") / "net2.keras")
     x, _ = next(iter(test))
-    np.testing.assert_allclose(loaded(x)[0], net(x)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loaded(x)[0], resumed["net2"][0](x)[0], rtol=1e-5, atol=1e-5)
 
-    # the same call again reuses the finished model instead of training
-    record = Record()
-    _, again = training.train_network(_network(info, 5, 4), train, test,
-                                      callbacks=[record], **args)
-    assert record.epochs == [] and again.equals(history)
-    # a changed parameter trains again
-    record = Record()
-    training.train_network(_network(info, 5, 4), train, test, callbacks=[record],
-                           **{**args, "epochs": 1})
-    assert record.epochs == [0]
+
+def test_changed_parameters_retrain_and_keep_the_old_model_aside(digits, isolated_run_dirs):
+    info, _, test = digits
+    args = dict(name="net", run_name="r", progress=False, **FIT)
+    training.train_network(_network(info, 5, 4), _epochs(5, []), test, epochs=1, **args)
+    calls = []
+    training.train_network(_network(info, 5, 4), _epochs(5, calls), test, epochs=2, **args)
+    assert calls[-2:] == [0, 1]
+    kept = list((config.run_dir("r") / "replaced").glob("*/net.keras"))
+    assert len(kept) == 1, "the finished model of the other parameters must be kept aside"
+    assert training.read_params(config.models_dir("r") / "net.json", "02")["epochs"] == 2
+
+
+def test_a_damaged_model_file_is_named_as_damaged(tmp_path):
+    path = tmp_path / "f1.keras"
+    path.write_bytes(b"not a keras file")
+    with pytest.raises(ValueError, match="damaged or truncated"):
+        training.load_network(path, "02_baseline_training")
+
+
+def test_a_last_batch_of_one_image_trains(digits, isolated_run_dirs):
+    info, _, test = digits
+    train = data.load_split("digits", "train", batch_size=5, limit=11)  # 5, 5, 1
+    reference = _network(info, 0, 4)
+    _, history = training.train_network(_network(info, 1, 4), train, test, name="n",
+                                        run_name="one", epochs=1, references=[reference],
+                                        alpha=1.0, progress=False, **FIT)
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_u_penalty_is_clamped_at_zero_and_u_raw_is_not():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(16, 8)), rng.normal(size=(16, 8))
+    raw = float(training.feature_penalty(a, [b], penalty="u_raw"))
+    clamped = float(training.feature_penalty(a, [b], penalty="u"))
+    assert clamped == max(raw, 0.0)
+    v = float(training.feature_penalty(a, [b], penalty="v"))
+    assert v > abs(raw), "the V-statistic of independent 8-d samples is biased upwards"
 
 
 def test_bad_training_arguments_are_rejected(digits):
@@ -169,6 +210,11 @@ def test_schedules():
 def test_dcor_is_float32_under_mixed_precision_and_xla(digits):
     info, train, _ = digits
     x, y = next(iter(train))
+    from tensorflow.python.framework import config as tf_config
+
+    # Keras skips XLA while op determinism is on (training.configure turns it on for CPU)
+    determinism = tf_config.is_op_determinism_enabled()
+    tf_config.disable_op_determinism()
     try:
         keras.mixed_precision.set_global_policy("mixed_float16")
         reference, net = _network(info, 0, 4), _network(info, 1, 4)
@@ -177,9 +223,11 @@ def test_dcor_is_float32_under_mixed_precision_and_xla(digits):
         model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=True)
         logs = model.train_on_batch(x, y, return_dict=True)
         _, feats = net(x)
-        penalty = training.mean_feature_dcor_sqr(feats, [reference(x)[1]])
+        penalty = training.feature_penalty(feats, [reference(x)[1]])
     finally:
         keras.mixed_precision.set_global_policy("float32")
+        if determinism:
+            tf.config.experimental.enable_op_determinism()
     assert penalty.dtype == tf.float32
     assert np.isfinite(logs["dcor_sqr"]) and 0 < logs["dcor_sqr"] <= 1
 
@@ -195,9 +243,9 @@ def test_one_diverge_step_on_mock_data_for_every_gpu_profile_network(dataset, ne
     params = config.profile("cifar10" if dataset == "cifar10" else "imagenet2012")
     info = data.dataset_info(dataset)
     with tfds.testing.mock_data(num_examples=4):
-        batch = next(iter(data.load_split(dataset, "train", batch_size=2, augment=True,
+        batch = next(iter(data.load_split(dataset, "train", batch_size=4, augment=True,
                                           shuffle=True, seed=0)))
-    assert batch[0].shape == (2, *info.image_shape)
+    assert batch[0].shape == (4, *info.image_shape)
     keras.utils.set_random_seed(0)
     reference = models.build_network(network, info, width=params["width"])
     net = models.build_network(network, info, width=params["width"])
@@ -207,3 +255,4 @@ def test_one_diverge_step_on_mock_data_for_every_gpu_profile_network(dataset, ne
                                                     params["schedule"], params["epochs"], 10))
     logs = model.train_on_batch(*batch, return_dict=True)
     assert all(np.isfinite(v) for v in logs.values()), logs
+    assert 0 < logs["dcor_sqr"] <= 1
