@@ -67,7 +67,7 @@ def main() -> None:
     @tf.function
     def dcor_forward_backward():
         with tf.GradientTape() as tape:
-            value = training.mean_feature_dcor_sqr(features2, [features])
+            value = training.feature_penalty(features2, [features])
         return tape.gradient(value, features2)
 
     reference_forward()

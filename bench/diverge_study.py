@@ -11,7 +11,11 @@ Training is resumable and reused (the runs live in ``runs/_diverge_study/`` unle
 ``PDC_RUNS_DIR`` says otherwise), so an interrupted study continues where it stopped.
 
     python bench/diverge_study.py [--seeds 5] [--alphas 0.05 0.3 1 3] [--designs ...]
-        [--paper-code-alphas 0.05 1]
+        [--paper-code-alphas 0.05 1] [--penalties v u] [--out diverge_study]
+
+The U penalty's clamp at 0 was chosen with
+``python bench/diverge_study.py --designs reference --penalties u u_raw --alphas 1 --out
+u_clamp``.
 """
 
 from __future__ import annotations
@@ -106,6 +110,8 @@ def main() -> None:
                              "n_nets networks per seed")
     parser.add_argument("--penalties", nargs="+", default=["v", "u"])
     parser.add_argument("--profile", default="quick")
+    parser.add_argument("--out", default="diverge_study",
+                        help="stem of the files written to bench/results/ (.md, .csv, .png)")
     args = parser.parse_args()
     os.environ.setdefault("PDC_RUNS_DIR", str(config.project_root() / "runs" / "_diverge_study"))
     base = config.profile(args.profile)
@@ -155,14 +161,14 @@ def main() -> None:
                                       for k in frame["key"]]
     white_box = {f"{a}_{e:g}": accuracy.loc[(a, e, "f1"), "accuracy"] for a, e in settings}
     RESULTS.mkdir(exist_ok=True)
-    frame.drop(columns="key").to_csv(RESULTS / "diverge_study.csv", index=False)
+    frame.drop(columns="key").to_csv(RESULTS / f"{args.out}.csv", index=False)
     write_report(frame, settings, white_box, args, time.perf_counter() - start,
                  int(per_example["example"].nunique()), base)
 
 
 def write_report(frame, settings, white_box, args, seconds, n_images, base) -> None:
     lines = [
-        "# Diverge study on digits",
+        f"# Diverge study on digits (`{args.out}`)",
         "",
         f"{date.today()}; `{args.profile}` recipe (digits, CIFAR ResNet-{base['network'][6:]} "
         f"at width {base['width']}, {base['epochs']} epochs, batch {base['batch_size']}); "
@@ -170,7 +176,7 @@ def write_report(frame, settings, white_box, args, seconds, n_images, base) -> N
         f"batch order); one attacker f1 (seed {base['seed']}) whose FGM/PGD images (pixel "
         f"protocol, PGD {base['pgd_steps']} steps of {base['pgd_step']}, no random start) "
         f"score every network, on {n_images} test images. {seconds / 60:.0f} min on a 2-core "
-        "CPU. Raw numbers: `diverge_study.csv`.",
+        f"CPU. Raw numbers: `{args.out}.csv`.",
         "",
         "White-box accuracy of f1 on its own adversarial images (%): "
         + ", ".join(f"{k} {v:.1f}" for k, v in white_box.items()) + ".",
@@ -229,12 +235,12 @@ def write_report(frame, settings, white_box, args, seconds, n_images, base) -> N
         "",
     ]
     text = "\n".join(lines) + "\n"
-    (RESULTS / "diverge_study.md").write_text(text)
+    (RESULTS / f"{args.out}.md").write_text(text)
     print(text)
-    plot(frame, settings)
+    plot(frame, settings, RESULTS / f"{args.out}.png")
 
 
-def plot(frame: pd.DataFrame, settings) -> None:
+def plot(frame: pd.DataFrame, settings, path: Path) -> None:
     """Left: V vs U dCor² to f1 against effective dimension; right: gain at the largest ε."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for (design, penalty), g in frame.groupby(["design", "penalty"], sort=False):
@@ -265,7 +271,7 @@ def plot(frame: pd.DataFrame, settings) -> None:
     axes[1].set_ylabel(f"diverge − baseline, {col} (points)")
     axes[1].set_title("per seed pair (grey) and mean (red)")
     fig.tight_layout()
-    fig.savefig(RESULTS / "diverge_study.png", dpi=120)
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
