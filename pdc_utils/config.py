@@ -49,6 +49,7 @@ NOTEBOOKS = (
     "02_baseline_training",
     "03_diverge_training",
     "04_attack_evaluation",
+    "05_comparing_networks",
 )
 
 _TRAINING = {
@@ -80,6 +81,7 @@ _ATTACK = {
     "attack_limit": 0,
     "attack_batch_size": 256,
     "n_bootstrap": 1000,
+    "compare_limit": 0,
 }
 _LESSON = {
     "n_demo": 500,
@@ -303,6 +305,8 @@ _KINDS: dict[str, _Kind] = {
     "attack_limit": _integer(0, _ALL),
     "attack_batch_size": _integer(1),
     "n_bootstrap": _integer(1),
+    # notebook 05: comparing networks
+    "compare_limit": _integer(0, _ALL),
 }
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "partial_distance_covariance",
     "partial_distance_correlation",
     "distance_covariance_test",
+    "partial_distance_covariance_test",
     "distance_covariance_sqr_blocked",
     "distance_correlation_sqr_blocked",
     "u_distance_correlation_sqr_blocked",
@@ -443,7 +444,38 @@ def distance_covariance_test(
     if n is None:
         raise ValueError(f"{func}: the number of samples must be known when tracing")
     a, b = _v_centred(x, y)
-    statistic = n * _v_product(a, b)
+    return _permutation_test(a, b, n * _v_product(a, b), float(n) / (n * n), num_resamples,
+                             seed)
+
+
+def partial_distance_covariance_test(
+    x: Any, y: Any, z: Any, num_resamples: int = 1000, seed: int | None = 0
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Permutation test of ``pdCov(X, Y; Z) = 0``; returns ``(statistic, p_value)`` (n >= 4).
+
+    The statistic is ``n · (P(X)·P(Y))`` with the projections of
+    :func:`partial_distance_covariance`, as in
+    ``dcor.independence.partial_distance_covariance_test``: the projections are computed once
+    and the rows and columns of one are permuted together (Székely & Rizzo 2014), so it tests
+    whether X carries information about Y beyond what Z carries. Permutations and the p-value
+    are drawn and counted as in :func:`distance_covariance_test`.
+    """
+    func = "partial_distance_covariance_test"
+    _check_integer(func, "num_resamples", num_resamples, low=1)
+    x, y, z = _prepare(func, 4, x=x, y=y, z=z)
+    n = x.shape[0]
+    if n is None:
+        raise ValueError(f"{func}: the number of samples must be known when tracing")
+    px, py = _residuals(x, y, z)
+    # P(X) and P(Y) have zero diagonals, so the U-product is a plain sum over all entries
+    return _permutation_test(px, py, n * _u_product(px, py), float(n) / (n * (n - 3)),
+                             num_resamples, seed)
+
+
+def _permutation_test(a: tf.Tensor, b: tf.Tensor, statistic: tf.Tensor, scale: float,
+                      num_resamples: int, seed: int | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(statistic, p_value)`` where each resample is ``scale · Σ_ij a_ij b_π(i)π(j)``."""
+    n = a.shape[0]
     rng = np.random.RandomState(seed)
     permutations = np.array(
         [np.argsort(rng.permutation(n)) for _ in range(num_resamples)], dtype=np.int32
@@ -454,7 +486,7 @@ def distance_covariance_test(
         index = tf.constant(permutations[start : start + chunk])
         b_rows = tf.gather(b, index)  # (chunk, n, n): rows of B reordered
         b_perm = tf.gather(b_rows, index, axis=2, batch_dims=1)  # and its columns
-        permuted.append(n * tf.reduce_mean(a[None] * b_perm, axis=[1, 2]))
+        permuted.append(scale * tf.reduce_sum(a[None] * b_perm, axis=[1, 2]))
     permuted = tf.concat(permuted, axis=0)
     tolerance = 100 * np.finfo(a.dtype.as_numpy_dtype).eps * tf.abs(statistic)
     extreme = tf.reduce_sum(tf.cast(permuted >= statistic - tolerance, a.dtype))

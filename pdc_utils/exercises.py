@@ -13,15 +13,16 @@ import numpy as np
 
 
 def check(name: str, answer: Any, expected: Any, *, rtol: float = 1e-2, atol: float = 1e-3,
-          hint: str = "") -> bool:
+          hint: str = "") -> None:
     """Compare ``answer`` with ``expected`` (numbers, arrays or exact values) and say so.
 
     Numbers and arrays are compared with ``np.allclose(answer, expected, rtol, atol)``; other
-    values with ``==``. Returns whether the answer is right; ``None`` counts as not attempted.
+    values with ``==``; ``None`` counts as not attempted. It returns nothing, so a notebook
+    shows only the verdict, not a stray value after it.
     """
     if answer is None:
         print(f"{name}: not attempted yet - replace None with your answer and run the cell again.")
-        return False
+        return
     try:
         ok = bool(np.allclose(np.asarray(answer, dtype=float), np.asarray(expected, dtype=float),
                               rtol=rtol, atol=atol))
@@ -31,4 +32,3 @@ def check(name: str, answer: Any, expected: Any, *, rtol: float = 1e-2, atol: fl
         print(f"{name}: correct.")
     else:
         print(f"{name}: not yet." + (f" Hint: {hint}" if hint else ""))
-    return ok

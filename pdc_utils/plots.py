@@ -192,3 +192,35 @@ def seed_intervals(gap, n_seeds: int) -> matplotlib.figure.Figure:
     ax.set_title(f"Mean over {n_seeds} seed pairs, 95% t-interval")
     fig.tight_layout()
     return fig
+
+
+def layer_heatmaps(table, values: list[str], titles: dict[str, str]) -> matplotlib.figure.Figure:
+    """Heat maps of a layer-by-layer comparison (``compare.layer_table`` rows): one row of
+    panels per compared network, one column per statistic; rows of a map are the first
+    network's layers, columns the second's."""
+    import numpy as np
+
+    pairs = list(dict.fromkeys(zip(table["model_a"], table["model_b"], strict=True)))
+    fig, axes = plt.subplots(len(pairs), len(values), squeeze=False,
+                             figsize=(4.3 * len(values), 3.6 * len(pairs)))
+    for r, (model_a, model_b) in enumerate(pairs):
+        rows = table[(table["model_a"] == model_a) & (table["model_b"] == model_b)]
+        layers_a = list(dict.fromkeys(rows["layer_a"]))
+        layers_b = list(dict.fromkeys(rows["layer_b"]))
+        for c, value in enumerate(values):
+            grid = rows.pivot(index="layer_a", columns="layer_b", values=value)
+            grid = grid.loc[layers_a, layers_b].to_numpy()
+            ax = axes[r, c]
+            image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
+            for (i, j), v in np.ndenumerate(grid):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if v < 0.6 else "black")
+            ax.set_xticks(range(len(layers_b)), layers_b, rotation=30, fontsize=8)
+            ax.set_yticks(range(len(layers_a)), layers_a, fontsize=8)
+            ax.set_xlabel(model_b)
+            ax.set_ylabel(model_a)
+            ax.set_title(titles.get(value, value), fontsize=10)
+            ax.grid(False)
+            fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig

@@ -235,7 +235,9 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
              "diverge_minus_baseline.csv"),
             ("dCor² of penultimate features (whole test set): V, U and feature geometry",
              "feature_dcor.csv"),
-            ("Input-gradient cosine to the attacker", "gradient_alignment.csv")):
+            ("Input-gradient cosine to the attacker", "gradient_alignment.csv"),
+            ("Layer-by-layer dCor² and linear CKA", "layer_dcor.csv"),
+            ("Partial distance correlation, with permutation p-values", "partial_dcor.csv")):
         if (results / name).exists():
             lines += [f"## {title}", "", _markdown(pd.read_csv(results / name)), ""]
     environment = results / "environment.json"

@@ -81,9 +81,17 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     assert (dcor["n"] == config.profile("smoke")["test_limit"]).all()
 
     figures = list((isolated_run_dirs / "figures" / "smoke").glob("*.png"))
-    assert {f.name[:2] for f in figures} == {"01", "02", "03", "04"}
+    assert {f.name[:2] for f in figures} == {"01", "02", "03", "04", "05"}
+    layers = pd.read_csv(results / "layer_dcor.csv")
+    assert list(layers.columns) == ["model_a", "layer_a", "model_b", "layer_b", "dcor_sqr",
+                                    "cka", "n"]
+    assert layers[["dcor_sqr", "cka"]].stack().between(0, 1 + 1e-9).all()
+    partial = pd.read_csv(results / "partial_dcor.csv")
+    assert list(partial.columns) == ["x", "y", "given", "pdcor", "p_value", "n"]
+    assert partial["p_value"].between(0, 1).all()
     text = summary.read_text()
     assert "Transfer attack" in text and "Wall time per notebook" in text
+    assert "Partial distance correlation" in text
 
     # the seed's protocol (eps in normalised units, no clipping, random PGD start) runs too
     run.run_series("smoke", run_name="smoke", overrides={"protocol": "paper"},
