@@ -18,7 +18,9 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
+import re
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -63,6 +65,50 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+#: Lines that every kernel prints at start-up and that say nothing about the run: TensorFlow's
+#: C++ start-up notes (absl, oneDNN, CUDA on a machine without a GPU, CPU features) and
+#: ipykernel's note that a local kernel talks over TCP without encryption.
+START_UP_NOISE = re.compile(
+    r"(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IWE]0000 [^\n]*?\] (oneDNN custom operations|Could not find cuda drivers"
+    r"|failed call to cuInit|This TensorFlow binary is optimized)"
+    r"|To enable the following instructions: [^\n]* rebuild TensorFlow"
+    r"|\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption)[^\n]*\n?")
+
+
+@contextlib.contextmanager
+def start_up_noise_filtered() -> Iterator[None]:
+    """Within the block, the process's stderr (file descriptor 2, inherited by the kernels it
+    starts) passes through a filter that cuts out :data:`START_UP_NOISE`; everything else, real
+    errors included, reaches the terminal unchanged."""
+    try:
+        original = os.dup(2)
+    except OSError:  # no stderr to filter
+        yield
+        return
+    read_end, write_end = os.pipe()
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:  # a progress bar's "\r" updates may share a line with noise
+                kept = START_UP_NOISE.sub("", line.decode("utf-8", "replace"))
+                if kept:
+                    os.write(original, kept.encode("utf-8"))
+
+    thread = threading.Thread(target=forward, daemon=True)
+    thread.start()
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes the pipe's last write end: the thread sees EOF
+        thread.join(timeout=5)
+        os.close(original)
 
 
 def notebooks_dir() -> Path:
@@ -150,7 +196,7 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
     paths = select_notebooks(notebooks, directory)
     out_dir = writable_output_dir(params["run_name"])
     timings: dict[str, float] = {}
-    with sigterm_raises():
+    with sigterm_raises(), start_up_noise_filtered():
         for index, path in enumerate(paths, start=1):
             print(f"[{index}/{len(paths)}] {path.stem} (run {params['run_name']!r}) -> "
                   f"{out_dir / path.name}", flush=True)
@@ -191,9 +237,12 @@ def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
     given = {k: v for k, v in params.items() if k in declared}
     start = time.perf_counter()
     try:
+        # the kernel's C++ output (TensorFlow's start-up lines) goes to the runner's stderr,
+        # where start_up_noise_filtered drops it, instead of into the executed notebook
         papermill.execute_notebook(str(path), str(output), parameters=given,
                                    cwd=str(path.parent), kernel_name="python3",
-                                   progress_bar=progress, log_output=False)
+                                   progress_bar=progress, log_output=False,
+                                   extra_arguments=["--IPKernelApp.capture_fd_output=False"])
     except PapermillExecutionError as err:
         raise RunError(
             f"notebook {path.name} failed in cell [{err.exec_count}] "

@@ -341,3 +341,19 @@ def test_run_series_runs_notebooks_with_the_sigterm_handler(sigterm_handler, mon
             run.run_series("smoke", run_name="sig", directory=notebooks, progress=False)
     assert seen and seen[0] is not _previous_handler and seen[0] is not signal.SIG_DFL
     assert signal.getsignal(signal.SIGTERM) is _previous_handler
+
+
+def test_start_up_noise_is_cut_and_real_errors_pass(capfd):
+    import subprocess
+    import sys
+
+    lines = ("WARNING: All log messages before absl::InitializeLog() is called are written\\n"
+             "I0000 00:00:1.5 22 port.cc:153] oneDNN custom operations are on.\\n"
+             "bar 3/19\\rE0000 00:00:1.7 23 cuda_platform.cc:52] failed call to cuInit: 303\\n"
+             "E0000 00:00:1.8 24 real.cc:9] a real error\\n")
+    with run.start_up_noise_filtered():
+        subprocess.run([sys.executable, "-c", f"import sys; sys.stderr.write('{lines}')"],
+                       check=True)
+    err = capfd.readouterr().err
+    assert "a real error" in err and "bar 3/19" in err
+    assert "oneDNN" not in err and "cuInit" not in err and "absl" not in err
