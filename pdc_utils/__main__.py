@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated notebook numbers to run, e.g. 02,03 (default: all)")
     go.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     commands.add_parser("profiles", help="list the profiles and their parameters")
+    copies = commands.add_parser("student-copies",
+                                 help="write the notebooks without their solution cells")
+    copies.add_argument("--out", required=True, help="folder for the student notebooks")
     return parser
 
 
@@ -39,6 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "profiles":
         print(run.describe_profiles())
+        return 0
+    if args.command == "student-copies":
+        try:
+            written = run.write_student_copies(args.out)
+        except OSError as err:
+            print(f"error: cannot write the student copies to {args.out}: {err}",
+                  file=sys.stderr)
+            return 1
+        print(f"{len(written)} student notebooks (no solution cells) in {args.out}")
         return 0
     start = time.perf_counter()
     try:

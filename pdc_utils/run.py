@@ -311,3 +311,24 @@ def describe_profiles() -> str:
         body = "\n".join(f"    {k} = {v!r}" for k, v in sorted(params.items()))
         blocks.append(f"{name}: {values['description']}\n{body}")
     return "\n\n".join(blocks)
+
+
+def write_student_copies(out_dir: str | os.PathLike, directory: Path | None = None) -> list[Path]:
+    """Write every notebook of the series to ``out_dir`` without its cells tagged ``solution``
+    (the reference answers), outputs cleared: the copies a lecturer hands out."""
+    import nbformat
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in select_notebooks(None, directory):
+        notebook = nbformat.read(str(path), as_version=4)
+        notebook.cells = [c for c in notebook.cells
+                          if "solution" not in c.get("metadata", {}).get("tags", [])]
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        target = out / path.name
+        artifacts.write_text_atomic(target, nbformat.writes(notebook) + "\n")
+        written.append(target)
+    return written

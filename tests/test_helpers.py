@@ -15,18 +15,6 @@ from pdc_utils import artifacts, features, plots  # noqa: E402
 from pdc_utils.exercises import check  # noqa: E402
 
 
-def test_check_says_not_attempted_right_or_wrong_and_returns_nothing(capsys):
-    def said(*args, **kwargs):
-        assert check(*args, **kwargs) is None  # nothing for a notebook to echo after the text
-        return capsys.readouterr().out
-
-    assert "not attempted" in said("E1", None, 1.0)
-    assert "correct" in said("E2", 0.5001, 0.5, rtol=1e-3)
-    assert "Hint: look again" in said("E3", 0.7, 0.5, hint="look again")
-    assert "correct" in said("E4", [1, 2], np.array([1.0, 2.0]))
-    assert "correct" in said("E5", "cat", "cat") and "not yet" in said("E6", "cat", "dog")
-
-
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
     frame = pd.DataFrame({"a": [1, 2], "b": [0.5, 0.25]})
     artifacts.write_csv_atomic(tmp_path / "t.csv", frame)
@@ -104,3 +92,82 @@ def test_feature_table_has_u_statistic_geometry_and_extra_references():
     assert row["effective_dim"] == pytest.approx(features.effective_dimension(f3)[0])
     with pytest.raises(ValueError, match="reference 'f9' of f3"):
         features.feature_dcor_table({"f1": f1, "f3": f3}, references={"f3": ["f9"]})
+
+
+def _check_calls():
+    """Every ``check(...)`` call in the notebooks: (notebook, exercise id, argument nodes)."""
+    import ast
+
+    import nbformat
+
+    from pdc_utils import run
+
+    calls = []
+    for path in run.select_notebooks(None):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            if cell.cell_type != "code" or "check(" not in cell.source:
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check":
+                    calls.append((path.stem, node.args[0].value, node.args[1:]))
+    return calls
+
+
+def test_notebook_checks_name_known_exercises_and_pass_only_plain_names():
+    import ast
+
+    from pdc_utils.exercises import EXERCISES
+
+    calls = _check_calls()
+    assert {c[1] for c in calls} == set(EXERCISES), "every exercise is used, none is unknown"
+    for notebook, exercise, args in calls:
+        assert exercise.startswith(notebook[:2]), (notebook, exercise)
+        for arg in args:  # no expression that computes (and so shows) the expected answer
+            assert isinstance(arg, ast.Name | ast.Constant), (exercise, ast.dump(arg))
+
+
+def test_function_exercises_accept_the_package_and_reject_a_wrong_function(capsys):
+    import tensorflow as tf
+
+    from pdc_utils import attacks, training
+    from pdc_utils import distance as D
+
+    def said(*args):
+        check(*args)
+        return capsys.readouterr().out
+
+    assert "correct" in said("01.double_centring", lambda a: D.double_centered(a).numpy())
+    assert "not yet" in said("01.double_centring", lambda a: a - a.mean())
+    assert "correct" in said("01.u_centring", lambda a: D.u_centered(a).numpy())
+    assert "not attempted" in said("01.u_centring", lambda a: None)
+    assert "raised" in said("01.u_centring", lambda a: 1 / 0)
+
+    def objective(logits, labels, feats, reference, alpha):
+        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        return float(ce + alpha * training.feature_penalty(feats, [reference]))
+
+    assert "correct" in said("03.objective", objective)
+    assert "not yet" in said("03.objective", lambda *a: 0.0)
+    def bim_from(m, x, y, e, step, steps, noise):  # no random start: not the asked-for attack
+        return attacks.pgd(m, x, e, step, steps, y=y)
+
+    assert "not yet" in said("04.pgd_random", bim_from)
+    assert "correct" in said("04.pgd_random", lambda m, x, y, e, step, steps, noise:
+                             attacks.pgd(m, x, e, step, steps, y=y, rand_init=True,
+                                         seed=1 if e == 0.05 else 2))
+
+
+def test_value_name_and_choice_exercises(capsys, isolated_run_dirs):
+    x = np.linspace(-1, 1, 50)
+    assert check("01.pearson", 0.0, x) is None  # nothing for a notebook to echo
+    check("01.pearson", 0.5, x)
+    check("01.bias", "B")
+    check("01.bias", "a")
+    check("05.labels", "f1", pd.DataFrame({"U dCor² with labels": [0.3, 0.1]},
+                                          index=["f1", "div"]), "div")
+    check("03.upen", 1.0)  # the run it is checked against does not exist here
+    out = capsys.readouterr().out.splitlines()
+    assert ["correct" in line for line in out[:5]] == [True, False, True, False, True]
+    assert "cannot be checked yet" in out[5]
+    with pytest.raises(ValueError, match="unknown exercise"):
+        check("99.none", 1)

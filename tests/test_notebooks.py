@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 import keras
 import nbformat
@@ -11,6 +12,7 @@ import papermill
 import pytest
 
 from pdc_utils import config, run
+from pdc_utils.exercises import EXERCISES
 
 NOTEBOOKS = sorted(run.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
 REFERENCE_COLUMNS = list(pd.read_csv(config.package_file("paper_table1.csv")).columns)
@@ -45,6 +47,19 @@ def test_parameters_are_typed_commented_and_default_to_the_quick_profile(path):
         assert info["help"].strip(), f"{name} has no comment"
         assert name in quick, f"{name} is not a profile parameter, so runs cannot set it"
         assert ast.literal_eval(info["default"]) == quick[name], f"{name} default != quick"
+
+
+def _check_verdicts(folder) -> dict[str, str]:
+    """``{exercise id: what its check printed}`` over the executed notebooks in ``folder``."""
+    verdicts = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            for output in cell.get("outputs", []):
+                for line in output.get("text", "").splitlines():
+                    match = re.match(r"(\d\d\.\w+): (.*)", line)
+                    if match:
+                        verdicts[match[1]] = match[2]
+    return verdicts
 
 
 @pytest.mark.notebook
@@ -92,6 +107,22 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     text = summary.read_text()
     assert "Transfer attack" in text and "Wall time per notebook" in text
     assert "Partial distance correlation" in text
+
+    # the lecturer's notebooks: every exercise checks out with its solution cell
+    verdicts = _check_verdicts(run_dir / "notebooks")
+    assert len(verdicts) == len(EXERCISES)
+    unchecked = {"03.upen": "not attempted"}  # needs a second run, so it has no solution cell
+    for exercise, verdict in verdicts.items():
+        assert verdict.startswith(unchecked.get(exercise, "correct")), (exercise, verdict)
+
+    # the students' copies: no solution cells, every exercise "not attempted", nothing fails
+    copies = run.write_student_copies(isolated_run_dirs / "students")
+    assert len(copies) == len(NOTEBOOKS)
+    run.run_series("smoke", run_name="smoke", directory=isolated_run_dirs / "students",
+                   progress=False)
+    verdicts = _check_verdicts(run_dir / "notebooks")
+    assert len(verdicts) == len(EXERCISES)
+    assert all(v.startswith("not attempted") for v in verdicts.values()), verdicts
 
     # the seed's protocol (eps in normalised units, no clipping, random PGD start) runs too
     run.run_series("smoke", run_name="smoke", overrides={"protocol": "paper"},
