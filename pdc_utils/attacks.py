@@ -36,6 +36,7 @@ written with :func:`pdc_utils.artifacts.write_csv_atomic`.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -43,7 +44,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm.auto import tqdm
+
+# a text bar on stdout: it updates in place live and a saved notebook keeps its last state
+# (a widget bar would be saved as its first, empty state)
+from tqdm import tqdm
 
 from pdc_utils.config import ATTACKS, PROTOCOLS
 
@@ -404,6 +408,7 @@ def transfer_evaluation(
     columns: dict[str, list] = {name: [] for name in _COLUMNS}
     offset = 0
     bar = tqdm(dataset, total=_length(dataset), desc="transfer attack", unit="batch",
+               file=sys.stdout, mininterval=1.0,
                disable=not progress)
     for images, labels in bar:
         x = tf.cast(images, tf.float32)

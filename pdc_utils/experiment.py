@@ -112,8 +112,10 @@ class Experiment:
     def _member(self, name: str, seed: int, alpha: float = 0.0,
                 references: list[keras.Model | str] | None = None) -> training.Member:
         network = self.build_network(seed)
-        fingerprint = {k: self.p[k] for k in ("dataset", "network", "width", "batch_size",
-                                              "augment", "train_limit", "design")}
+        keys = ["dataset", "network", "width", "batch_size", "augment", "train_limit"]
+        if name != ATTACKER:  # the attacker is trained alone, the same in both designs
+            keys.append("design")
+        fingerprint = {k: self.p[k] for k in keys}
         return training.Member(name, network, self._train_data(seed), alpha=alpha,
                                references=references or [],
                                fingerprint={**fingerprint, "seed": seed})

@@ -224,3 +224,41 @@ def layer_heatmaps(table, values: list[str], titles: dict[str, str]) -> matplotl
             fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def gram_vs_broadcast(timing: dict, memory: dict, sizes: list[int],
+                      dim: int) -> matplotlib.figure.Figure:
+    """Notebook 01's comparison: forward time (measured) and largest intermediate tensor
+    (computed from sizes) of dCor² by Gram matrix and by broadcasting, against n.
+    ``timing[form][n]`` in seconds (forms missing an n were skipped), ``memory[form][n]`` in
+    bytes."""
+    from matplotlib.ticker import FuncFormatter
+
+    colours = {"gram": "#55A868", "broadcast": "#C44E52"}
+    fig, (ax_time, ax_memory) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for form, colour in colours.items():
+        measured = sorted(timing[form])
+        ax_time.plot(measured, [timing[form][n] * 1e3 for n in measured], "o-", color=colour,
+                     label=form)
+        ax_memory.plot(sizes, [memory[form][n] / 2**20 for n in sizes], "o-", color=colour,
+                       label=form)
+    skipped = [n for n in sizes if n not in timing["broadcast"]]
+    if skipped:
+        ax_memory.plot(skipped, [memory["broadcast"][n] / 2**20 for n in skipped], "x",
+                       color="black", markersize=10, label="broadcast skipped")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for ax in (ax_time, ax_memory):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_locator(plt.NullLocator())
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.yaxis.set_major_formatter(plain)
+        ax.set_xlabel("batch size n")
+    ax_time.legend(loc="best")
+    ax_memory.legend(loc="upper left")
+    ax_time.set_ylabel("forward time (ms, best of 3)")
+    ax_time.set_title(f"Time of dCor², d = {dim} (measured)")
+    ax_memory.set_ylabel("largest intermediate tensor (MiB)")
+    ax_memory.set_title("Memory (computed from tensor sizes)")
+    fig.tight_layout()
+    return fig

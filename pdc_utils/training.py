@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,10 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm.auto import tqdm
+
+# a text bar on stdout: it updates in place live and a saved notebook keeps its last state
+# (a widget bar would be saved as its first, empty state)
+from tqdm import tqdm
 
 from pdc_utils import artifacts, config
 from pdc_utils.distance import distance_correlation_sqr, u_distance_correlation_sqr
@@ -298,7 +302,7 @@ class _GroupProgress:
     SHOWN = ("loss", "accuracy", "dcor_sqr", "val_accuracy", "val_dcor_sqr")
 
     def __init__(self, total: int, done: int, description: str, enabled: bool) -> None:
-        self.bar = tqdm(total=total, initial=done, desc=description, unit="epoch",
+        self.bar = tqdm(total=total, initial=done, desc=description, unit="epoch", file=sys.stdout,
                         disable=not enabled, mininterval=1.0)
 
     def step(self, name: str, row: dict[str, float]) -> None:
