@@ -25,8 +25,14 @@ MODEL_COLORS = {
 
 
 def use_style() -> None:
-    """Set the series' matplotlib style (seaborn whitegrid, readable fonts, 110 dpi)."""
+    """Set the series' display style: matplotlib (seaborn whitegrid, readable fonts, 110 dpi)
+    and pandas (wide tables are not wrapped, floats to 4 significant digits)."""
+    import pandas as pd
     import seaborn as sns
+
+    pd.set_option("display.width", 160)
+    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.precision", 4)
 
     sns.set_theme(style="whitegrid", context="notebook")
     matplotlib.rcParams.update(
@@ -262,3 +268,14 @@ def gram_vs_broadcast(timing: dict, memory: dict, sizes: list[int],
     ax_memory.set_title("Memory (computed from tensor sizes)")
     fig.tight_layout()
     return fig
+
+
+def class_legend(ax, class_names) -> None:
+    """Use ``ax`` for a legend of the class colours (tab10) instead of a plot."""
+    from matplotlib.lines import Line2D
+
+    colours = plt.get_cmap("tab10")
+    handles = [Line2D([], [], marker="o", linestyle="", color=colours(k), label=str(name))
+               for k, name in enumerate(class_names)]
+    ax.legend(handles=handles, title="class", loc="center", ncol=2, frameon=False)
+    ax.axis("off")

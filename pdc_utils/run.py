@@ -236,6 +236,7 @@ def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
     declared = declared_parameters(path)
     given = {k: v for k, v in params.items() if k in declared}
     start = time.perf_counter()
+    _made_with_path(params["run_name"], path.stem).unlink(missing_ok=True)  # until it succeeds
     try:
         # the kernel's C++ output (TensorFlow's start-up lines) goes to the runner's stderr,
         # where start_up_noise_filtered drops it, instead of into the executed notebook
@@ -249,6 +250,7 @@ def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
             f"({_failed_cell_source(output)}) with {err.ename}: {err.evalue}\n"
             f"the partly executed copy is {output}"
         ) from err
+    record_parameters(params["run_name"], path.stem, given)
     return time.perf_counter() - start
 
 
@@ -272,23 +274,65 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+#: The summary's tables: (title, file, the notebook that writes it).
+SUMMARY_TABLES = (
+    ("Transfer attack (accuracy of each model, %, mean over seed pairs)",
+     "transfer_attack.csv", "04_attack_evaluation"),
+    ("Diverge − baseline over seed pairs (points, 95% t-interval)",
+     "diverge_minus_baseline.csv", "04_attack_evaluation"),
+    ("dCor² of penultimate features (whole test set): V, U and feature geometry",
+     "feature_dcor.csv", "03_diverge_training"),
+    ("Input-gradient cosine to the attacker", "gradient_alignment.csv", "04_attack_evaluation"),
+    ("Layer-by-layer dCor² and linear CKA", "layer_dcor.csv", "05_comparing_networks"),
+    ("Partial distance correlation, with permutation p-values", "partial_dcor.csv",
+     "05_comparing_networks"),
+)
+
+
+def _made_with_path(run: str, notebook: str) -> Path:
+    return config.results_dir(run) / f"made_with_{notebook}.json"
+
+
+def record_parameters(run: str, notebook: str, given: Mapping[str, Any]) -> None:
+    """Record the parameters a notebook ran with, so the summary can tell its tables apart."""
+    artifacts.write_json_atomic(_made_with_path(run, notebook), dict(given))
+
+
+def _differences(run: str, notebook: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Parameters with which ``notebook``'s tables were made that differ from ``params``
+    (``None`` when that is not recorded)."""
+    path = _made_with_path(run, notebook)
+    if not path.exists():
+        return None
+    try:
+        made_with = artifacts.read_json(path)
+    except ValueError:
+        return None
+    return {k: v for k, v in made_with.items() if k in params and params[k] != v}
+
+
 def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str, float]) -> Path:
-    """Write ``runs/<run>/summary.md``: tables, parameters, versions, device, wall times."""
+    """Write ``runs/<run>/summary.md``: tables, parameters, versions, device, wall times.
+
+    A table is shown only if the notebook that wrote it ran with these parameters; a table
+    left by a run with other parameters is named, with the command that remakes it, instead
+    of being shown under parameters it does not belong to.
+    """
     run = params["run_name"]
     results = config.results_dir(run)
     lines = [f"# Run `{run}` (profile `{profile}`)", ""]
-    for title, name in (
-            ("Transfer attack (accuracy of each model, %, mean over seed pairs)",
-             "transfer_attack.csv"),
-            ("Diverge − baseline over seed pairs (points, 95% t-interval)",
-             "diverge_minus_baseline.csv"),
-            ("dCor² of penultimate features (whole test set): V, U and feature geometry",
-             "feature_dcor.csv"),
-            ("Input-gradient cosine to the attacker", "gradient_alignment.csv"),
-            ("Layer-by-layer dCor² and linear CKA", "layer_dcor.csv"),
-            ("Partial distance correlation, with permutation p-values", "partial_dcor.csv")):
-        if (results / name).exists():
-            lines += [f"## {title}", "", _markdown(pd.read_csv(results / name)), ""]
+    for title, name, notebook in SUMMARY_TABLES:
+        if not (results / name).exists():
+            continue
+        differ = _differences(run, notebook, params)
+        if differ is None or differ:
+            why = (f"made with other parameters ({differ})" if differ
+                   else "not known to be made with these parameters")
+            lines += [f"## {title}", "", f"Not shown: `{name}` was {why}; remake it with "
+                      f"`python -m pdc_utils run --profile {profile} --run-name {run} "
+                      f"--notebooks {notebook[:2]}` and the same `-p` options.", ""]
+            continue
+        lines += [f"## {title}", "", _markdown(pd.read_csv(results / name)), ""]
     environment = results / "environment.json"
     env = artifacts.read_json(environment) if environment.exists() else {}
     versions = env.get("versions", artifacts.package_versions())

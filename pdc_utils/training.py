@@ -325,8 +325,9 @@ def _finished(run_name: str, name: str, params: dict[str, Any]) -> bool:
     if not all(p.exists() for p in paths.values()):
         return False
     try:
+        pd.read_csv(paths["history"])
         return artifacts.read_json(paths["params"]) == params
-    except ValueError:  # a damaged parameters file: the model is not known to be this one
+    except (ValueError, pd.errors.ParserError):  # a damaged file: retrain, keep it aside
         return False
 
 

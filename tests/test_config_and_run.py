@@ -9,6 +9,7 @@ import signal
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pdc_utils import config, run
@@ -357,3 +358,20 @@ def test_start_up_noise_is_cut_and_real_errors_pass(capfd):
     err = capfd.readouterr().err
     assert "a real error" in err and "bar 3/19" in err
     assert "oneDNN" not in err and "cuInit" not in err and "absl" not in err
+
+
+def test_summary_shows_only_tables_made_with_its_parameters(isolated_run_dirs):
+    params = run.resolve_parameters("smoke", "mixed", {})
+    results = config.results_dir("mixed")
+    results.mkdir(parents=True)
+    pd.DataFrame({"model": ["f1"], "dcor_sqr": [1.0]}).to_csv(results / "feature_dcor.csv",
+                                                              index=False)
+    pd.DataFrame({"method": ["source"], "clean": [99.0]}).to_csv(
+        results / "transfer_attack.csv", index=False)
+    run.record_parameters("mixed", "03_diverge_training", {**params, "width": 4})
+    run.record_parameters("mixed", "04_attack_evaluation", {**params, "width": 8})
+    text = run.write_summary("smoke", {**params, "width": 8}, {}).read_text()
+    assert "| source | 99 |" in text  # made with this run's parameters: shown
+    dcor_section = text.split("dCor² of penultimate features")[1][:400]
+    assert "Not shown" in dcor_section and "'width': 4" in dcor_section
+    assert "--notebooks 03" in dcor_section
