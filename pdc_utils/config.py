@@ -43,6 +43,8 @@ DESIGNS = ("reference", "paper_code")
 #: ``v``: the V-statistic dCor² (the paper's); ``u``: the bias-corrected U-statistic, clamped
 #: at 0; ``u_raw``: the U-statistic unclamped (to measure what the clamp does).
 PENALTIES = ("v", "u", "u_raw")
+#: ``tf.distribute`` strategies (see :mod:`pdc_utils.distribute`).
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 #: Notebooks of the series, in the order a run executes them.
 NOTEBOOKS = (
     "01_distance_correlation",
@@ -71,6 +73,7 @@ _TRAINING = {
     "penalty": "v",
     "n_seeds": 3,
     "n_nets": 3,
+    "strategy": "auto",
 }
 _ATTACK = {
     "attacks": ["fgm", "pgd"],
@@ -274,6 +277,7 @@ _KINDS: dict[str, _Kind] = {
     "n_nets": _integer(2),
     "design": _choice(DESIGNS),
     "penalty": _choice(PENALTIES),
+    "strategy": _choice(STRATEGIES),
     # notebook 01: the lesson on distance correlation
     "n_demo": _SAMPLES,
     "n_grid": _list_of(_SAMPLES),

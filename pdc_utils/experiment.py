@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import keras
+import tensorflow as tf
 
-from pdc_utils import config, data, models, training
+from pdc_utils import config, data, distribute, models, training
 
 ATTACKER = "f1"
 _MIDDLE_SEED_STRIDE = 10_000
@@ -59,7 +60,8 @@ class Experiment:
 
     _KEYS = ("run_name", "seed", "dataset", "network", "width", "epochs", "batch_size",
              "learning_rate", "momentum", "weight_decay", "schedule", "augment", "train_limit",
-             "test_limit", "alpha", "penalty", "feature_norm", "design", "n_seeds", "n_nets")
+             "test_limit", "alpha", "penalty", "feature_norm", "design", "n_seeds", "n_nets",
+             "strategy")
 
     def __init__(self, params: Mapping[str, Any], progress: bool = True) -> None:
         missing = [k for k in self._KEYS if k not in params]
@@ -67,6 +69,7 @@ class Experiment:
             raise ValueError(f"the experiment needs the parameters {missing}")
         self.p = config.validate({k: params[k] for k in self._KEYS})
         self.progress = progress
+        self.strategy = distribute.make_strategy(self.p["strategy"])
         self.info = data.dataset_info(self.p["dataset"])
         self.test_data = data.load_split(self.p["dataset"], "test", batch_size=256,
                                          limit=self.p["test_limit"])
@@ -104,10 +107,14 @@ class Experiment:
             p["dataset"], "train", batch_size=p["batch_size"], shuffle=True,
             augment=p["augment"], seed=seed, limit=p["train_limit"], epoch=epoch)
 
-    def build_network(self, seed: int) -> keras.Model:
-        """A fresh network of the run's architecture, its initial weights drawn from ``seed``."""
+    def build_network(self, seed: int, distributed: bool = True) -> keras.Model:
+        """A fresh network of the run's architecture, its initial weights drawn from ``seed``,
+        made in the run's ``tf.distribute`` strategy (``distributed=False``: outside it, for
+        one-device demonstrations)."""
         keras.utils.set_random_seed(seed)
-        return models.build_network(self.p["network"], self.info, width=self.p["width"])
+        strategy = self.strategy if distributed else tf.distribute.get_strategy()
+        with strategy.scope():
+            return models.build_network(self.p["network"], self.info, width=self.p["width"])
 
     def _member(self, name: str, seed: int, alpha: float = 0.0,
                 references: list[keras.Model | str] | None = None) -> training.Member:
@@ -126,7 +133,7 @@ class Experiment:
             members, self.test_data, group=group, run_name=p["run_name"], epochs=p["epochs"],
             learning_rate=p["learning_rate"], momentum=p["momentum"],
             weight_decay=p["weight_decay"], schedule=p["schedule"], penalty=p["penalty"],
-            feature_norm=p["feature_norm"], progress=self.progress)
+            feature_norm=p["feature_norm"], progress=self.progress, strategy=self.strategy)
         return {name: network for name, (network, _) in results.items()}
 
     def attacker(self) -> keras.Model:
@@ -173,9 +180,10 @@ class Experiment:
         """Load finished networks, checking they were trained with this run's parameters and
         against the networks now in the run (no silent mixing of two runs' models)."""
         folder = config.models_dir(self.p["run_name"])
-        nets = {n: training.load_network(folder / f"{n}.keras", notebook) for n in names}
-        f1 = nets.get(ATTACKER) or training.load_network(folder / f"{ATTACKER}.keras",
-                                                         "02_baseline_training")
+        with self.strategy.scope():  # references used in training must live in its scope
+            nets = {n: training.load_network(folder / f"{n}.keras", notebook) for n in names}
+            f1 = nets.get(ATTACKER) or training.load_network(folder / f"{ATTACKER}.keras",
+                                                             "02_baseline_training")
         digest = training.weights_digest(f1)
         for name in names:
             recorded = training.read_params(folder / f"{name}.json", notebook)

@@ -339,6 +339,8 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
     lines += ["## Where and with what", "",
               f"- device: {env.get('device', 'not recorded (notebook 02 records it)')}",
               f"- precision: {env.get('precision_policy', 'n/a')}, seed {params.get('seed')}",
+              f"- strategy: {env.get('strategy', 'n/a')}, {env.get('replicas', 'n/a')} "
+              f"replica(s)",
               "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), "",
               "## Wall time per notebook", ""]
     lines += [f"- {name}: {seconds:.1f} s" for name, seconds in timings.items()]

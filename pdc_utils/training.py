@@ -31,7 +31,7 @@ import tensorflow as tf
 # (a widget bar would be saved as its first, empty state)
 from tqdm import tqdm
 
-from pdc_utils import artifacts, config
+from pdc_utils import artifacts, config, distribute
 from pdc_utils.distance import distance_correlation_sqr, u_distance_correlation_sqr
 
 
@@ -51,6 +51,7 @@ def configure(seed: int, *, mixed_precision: bool | None = None) -> dict[str, An
 
     Returns a record of the choices (seed, policy, device, versions) for the run's results.
     """
+    logical_cpus = distribute.split_cpu_from_environment()  # must precede any device use
     keras.utils.set_random_seed(seed)
     # Keras' per-epoch fits and the per-network attack functions retrace by design; TF's
     # "triggered tf.function retracing" warnings would only be noise in a notebook.
@@ -67,6 +68,7 @@ def configure(seed: int, *, mixed_precision: bool | None = None) -> dict[str, An
         "deterministic": not gpu,
         "xla": gpu,
         "device": artifacts.device_description(),
+        "logical_cpus": logical_cpus,
         "versions": artifacts.package_versions(),
     }
 
@@ -131,7 +133,10 @@ class DivergeModel(keras.Model):
         if alpha > 0 and not references:
             raise ValueError("alpha > 0 needs at least one reference network to diverge from")
         self.network = network
-        self._references = tuple(references)  # a tuple: Keras does not track them as layers
+        # not tracked as sub-layers (object.__setattr__ bypasses Keras' tracking): the
+        # references' weights are not the wrapper's, so its optimiser never builds slots
+        # for them and a tf.distribute strategy never treats them as its own
+        object.__setattr__(self, "_references", tuple(references))
         self.alpha = float(alpha)
         self.feature_norm = bool(feature_norm)
         self.weight_decay = float(weight_decay)
@@ -155,10 +160,19 @@ class DivergeModel(keras.Model):
         return self.network(x, training=training)
 
     def _penalty(self, x: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
+        """The penalty on the **global** batch: under a multi-replica ``tf.distribute``
+        strategy every replica all-gathers the features of all replicas first, so each gets
+        the value of the single-device computation on the whole batch (dCor² is not a mean
+        over examples: a per-replica value would be another, more biased estimator), and the
+        gradient flows back to every replica's own examples through the gather."""
         if not self._references:
             return tf.constant(0.0)
         reference_features = [tf.stop_gradient(ref(x, training=False)[1])
                               for ref in self._references]
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            features = context.all_gather(features, axis=0)
+            reference_features = [context.all_gather(r, axis=0) for r in reference_features]
         return feature_penalty(features, reference_features, self.feature_norm, self.penalty)
 
     @staticmethod
@@ -187,7 +201,9 @@ class DivergeModel(keras.Model):
             if self.weight_decay > 0:
                 squares = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables]
                 objective = objective + 0.5 * self.weight_decay * tf.add_n(squares)
-            scaled = self.optimizer.scale_loss(objective)
+            # replicas' gradients are summed: each contributes 1/R of the global objective
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(objective / replicas)
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
         if self.alpha == 0:  # monitored only: outside the tape, no backward pass through it
@@ -418,8 +434,9 @@ class _Backup:
 def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group: str,
                 run_name: str, epochs: int, learning_rate: float, momentum: float,
                 weight_decay: float, schedule: str, penalty: str = "v",
-                feature_norm: bool = True,
-                progress: bool = True) -> dict[str, tuple[keras.Model, pd.DataFrame]]:
+                feature_norm: bool = True, progress: bool = True,
+                strategy: tf.distribute.Strategy | None = None,
+                ) -> dict[str, tuple[keras.Model, pd.DataFrame]]:
     """Train the members **interleaved**, epoch by epoch, and save each as ``<name>.keras``.
 
     Epoch e trains member 0 for one epoch, then member 1, and so on: member k's penalty sees
@@ -432,6 +449,10 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
     metrics and learning rate) and, while training, ``backup/<group>/`` (see ``_Backup``): a
     killed training resumes from its last finished (epoch, member) step and ends with the
     weights an uninterrupted one would have on CPU.
+
+    Under a ``strategy`` (see :mod:`pdc_utils.distribute`; build the networks in its scope
+    too) the wrappers and optimisers are made in its scope, each batch is split over the
+    replicas and the penalty is computed on the global batch.
 
     If every member's files exist and were made with the same parameters, nothing is trained
     and the saved networks are returned: rerunning a notebook does not redo finished work.
@@ -471,15 +492,16 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
     _keep_aside(run_name, names)
 
     models: dict[str, DivergeModel] = {}
-    for member in members:
-        refs = [models[r].network if isinstance(r, str) else r for r in member.references]
-        model = DivergeModel(member.network, refs, alpha=member.alpha,
-                             feature_norm=feature_norm, weight_decay=weight_decay,
-                             penalty=penalty, name=f"train_{member.name}")
-        steps = _steps_per_epoch(member.data)
-        model.compile(optimizer=make_optimizer(learning_rate, momentum, schedule, epochs, steps),
-                      jit_compile=on_gpu())
-        models[member.name] = model
+    with (strategy or tf.distribute.get_strategy()).scope():
+        for member in members:
+            refs = [models[r].network if isinstance(r, str) else r for r in member.references]
+            model = DivergeModel(member.network, refs, alpha=member.alpha,
+                                 feature_norm=feature_norm, weight_decay=weight_decay,
+                                 penalty=penalty, name=f"train_{member.name}")
+            steps = _steps_per_epoch(member.data)
+            optimizer = make_optimizer(learning_rate, momentum, schedule, epochs, steps)
+            model.compile(optimizer=optimizer, jit_compile=on_gpu())
+            models[member.name] = model
 
     backup = _Backup(run_name, group, params)
     state = backup.load()
@@ -526,7 +548,8 @@ def _steps_per_epoch(data: TrainData) -> int:
 
 def _current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
     rate = optimizer.learning_rate
-    return float(rate(optimizer.iterations) if callable(rate) else rate)
+    value = rate(optimizer.iterations) if callable(rate) else rate
+    return float(keras.ops.convert_to_numpy(value))  # also for a mirrored variable
 
 
 def train_network(network: keras.Model, train_data: TrainData, test_data: tf.data.Dataset,
