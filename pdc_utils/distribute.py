@@ -4,8 +4,11 @@
 - ``default``: one device (TensorFlow's default strategy).
 - ``mirrored``: ``MirroredStrategy`` over all local GPUs, or over the logical CPUs that
   ``PDC_LOGICAL_CPUS`` made (how the mirrored path is tested on a CPU-only machine).
-- ``multi_worker``: ``MultiWorkerMirroredStrategy``; each worker reads its role from
-  ``TF_CONFIG``.
+
+Several machines (``MultiWorkerMirroredStrategy`` with ``TF_CONFIG``) are not offered: Keras
+3's ``Model.fit`` fails under that strategy (keras-team/keras#20585, tensorflow#72388: the
+first batch is reduced across workers before training and the reduction raises), and the
+series trains with ``fit``. A custom training loop would lift that; see the README.
 
 The batch size of a profile is the **global** batch: each of R replicas gets 1/R of it, and
 the diverge penalty is computed on the whole global batch (see
@@ -58,8 +61,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         gpus = tf.config.list_logical_devices("GPU")
         if name == "default" or (name == "auto" and len(gpus) < 2):
             strategy = tf.distribute.get_strategy()
-        elif name == "multi_worker":
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
         else:
             devices = gpus or tf.config.list_logical_devices("CPU")
             strategy = tf.distribute.MirroredStrategy([d.name for d in devices])

@@ -40,18 +40,24 @@ def on_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def configure(seed: int, *, mixed_precision: bool | None = None) -> dict[str, Any]:
-    """Seed everything and choose the numeric policy; call once before building networks.
+def configure(seed: int, *, strategy: str = "default",
+              mixed_precision: bool | None = None) -> dict[str, Any]:
+    """Seed everything and choose devices and numeric policy; call first, once per process.
 
+    - The ``tf.distribute`` strategy is made before anything else (``PDC_LOGICAL_CPUS``
+      must split the CPU before the devices start); later
+      :func:`pdc_utils.distribute.make_strategy` calls return the same object.
     - ``keras.utils.set_random_seed(seed)`` seeds Python, NumPy and TensorFlow.
     - On CPU, TensorFlow op determinism is switched on, so a run with the same seed gives the
       same numbers. (On GPU some kernels have no deterministic version; it stays off there.)
     - Mixed precision (``mixed_float16``) defaults to on with a GPU and off on CPU, where
       float16 is slower. dCor² is always computed in float32 whatever the policy.
 
-    Returns a record of the choices (seed, policy, device, versions) for the run's results.
+    Returns a record of the choices (seed, strategy and replicas, policy, device, versions)
+    for the run's results.
     """
     logical_cpus = distribute.split_cpu_from_environment()  # must precede any device use
+    replicas = distribute.make_strategy(strategy).num_replicas_in_sync
     keras.utils.set_random_seed(seed)
     # Keras' per-epoch fits and the per-network attack functions retrace by design; TF's
     # "triggered tf.function retracing" warnings would only be noise in a notebook.
@@ -69,6 +75,8 @@ def configure(seed: int, *, mixed_precision: bool | None = None) -> dict[str, An
         "xla": gpu,
         "device": artifacts.device_description(),
         "logical_cpus": logical_cpus,
+        "strategy": strategy,
+        "replicas": replicas,
         "versions": artifacts.package_versions(),
     }
 
@@ -446,9 +454,10 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
     Files, under ``runs/<run_name>/``: ``models/<name>.keras`` (the plain network),
     ``models/<name>.json`` (what it was trained with and against: parameters, seed, the
     references' weight digests or chain names), ``results/history_<name>.csv`` (per-epoch
-    metrics and learning rate) and, while training, ``backup/<group>/`` (see ``_Backup``): a
-    killed training resumes from its last finished (epoch, member) step and ends with the
-    weights an uninterrupted one would have on CPU.
+    metrics and learning rate), ``tensorboard/<name>/`` (the same metrics, live, for
+    ``tensorboard --logdir runs/<run_name>/tensorboard``) and, while training,
+    ``backup/<group>/`` (see ``_Backup``): a killed training resumes from its last finished
+    (epoch, member) step and ends with the weights an uninterrupted one would have on CPU.
 
     Under a ``strategy`` (see :mod:`pdc_utils.distribute`; build the networks in its scope
     too) the wrappers and optimisers are made in its scope, each batch is split over the
@@ -512,6 +521,8 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
         histories, first_step = state["histories"], state["next_step"]
         print(f"{group}: resuming from {backup.dir} at epoch {first_step // len(members) + 1}")
     bar = _GroupProgress(epochs * len(members), first_step, group, progress)
+    board = config.run_dir(run_name) / "tensorboard"
+    writers = {m.name: tf.summary.create_file_writer(str(board / m.name)) for m in members}
     for step in range(first_step, epochs * len(members)):
         epoch, index = divmod(step, len(members))
         member = members[index]
@@ -522,6 +533,11 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
         row = {"epoch": epoch, **{k: float(v[-1]) for k, v in logs.items()},
                "learning_rate": _current_learning_rate(model.optimizer)}
         histories[member.name].append(row)
+        with writers[member.name].as_default(step=epoch):  # tensorboard --logdir runs/<run>
+            for key, value in row.items():
+                if key != "epoch":
+                    tf.summary.scalar(key, value)
+        writers[member.name].flush()
         backup.save(step, models, histories, member.name)
         bar.step(member.name, row)
     bar.close()

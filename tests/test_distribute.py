@@ -91,3 +91,4 @@ def test_logical_cpus_must_be_a_positive_integer(monkeypatch):
     monkeypatch.setenv("PDC_LOGICAL_CPUS", "two")
     with pytest.raises(ValueError, match="PDC_LOGICAL_CPUS must be a positive integer"):
         distribute.split_cpu_from_environment()
+

@@ -256,3 +256,14 @@ def test_one_diverge_step_on_mock_data_for_every_gpu_profile_network(dataset, ne
     logs = model.train_on_batch(*batch, return_dict=True)
     assert all(np.isfinite(v) for v in logs.values()), logs
     assert 0 < logs["dcor_sqr"] <= 1
+
+
+def test_training_logs_its_metrics_to_tensorboard(digits, isolated_run_dirs):
+    info, _, test = digits
+    training.train_network(_network(info, 1, 4), _epochs(1, []), test, name="tb", run_name="t",
+                           epochs=2, progress=False, **FIT)
+    events = list((config.run_dir("t") / "tensorboard" / "tb").glob("events.out.tfevents.*"))
+    assert events
+    tags = {(v.tag, e.step) for record in tf.compat.v1.train.summary_iterator(str(events[0]))
+            for e in [record] for v in record.summary.value}
+    assert {("val_accuracy", 0), ("val_accuracy", 1), ("learning_rate", 1)} <= tags
