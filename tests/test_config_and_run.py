@@ -32,6 +32,15 @@ def test_cifar10_profile_has_the_seed_hyper_parameters():
     assert (p["learning_rate"], p["momentum"], p["weight_decay"], p["alpha"]) == (
         0.1, 0.9, 5e-4, 0.05)
     assert p["eps_grid"] == [0.03, 0.05, 0.1] and p["pgd_steps"] == 40 and p["pgd_step"] == 0.01
+    # what the paper's code ran (reference/original_code.md)
+    assert (p["design"], p["n_nets"], p["penalty"], p["augment"]) == ("paper_code", 3, "v", False)
+
+
+def test_imagenet_profile_follows_the_original_recipe():
+    p = config.profile("imagenet2012")
+    assert (p["design"], p["batch_size"], p["weight_decay"], p["epochs"], p["schedule"]) == (
+        "paper_code", 128, 5e-4, 40, "step")
+    assert (p["augment"], p["alpha"], p["penalty"]) == (False, 0.05, "v")
 
 
 def test_validate_knows_the_kind_of_every_profile_parameter():

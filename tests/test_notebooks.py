@@ -145,8 +145,9 @@ def test_smoke_run_of_the_paper_code_design_with_the_u_penalty(isolated_run_dirs
     assert refs == ["f1", "f2_baseline", "chain_s0_net1"]
 
 
-def test_quick_profile_columns_match_the_paper_table():
-    quick = config.profile("quick")
+@pytest.mark.parametrize("name", ["cifar10", "imagenette", "imagenet2012"])
+def test_full_scale_profiles_give_the_paper_table_columns(name):
+    profile = config.profile(name)
     columns = ["dataset", "network", "method", "clean"] + [
-        f"{a}_{e:.2f}" for e in quick["eps_grid"] for a in quick["attacks"]]
+        f"{a}_{e:.2f}" for e in profile["eps_grid"] for a in profile["attacks"]]
     assert columns == REFERENCE_COLUMNS
