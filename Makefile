@@ -21,9 +21,10 @@ tutorial: setup
 	$(BIN)/python -m pdc_utils run --profile quick
 
 ## test: the test suite, including a papermill smoke run of every notebook
+## (two pytest workers: much of the suite is single-threaded tracing and kernel start-up)
 test: setup
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 ## lab: open the notebooks in JupyterLab
 lab: setup
