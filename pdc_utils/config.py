@@ -43,9 +43,8 @@ DESIGNS = ("reference", "paper_code")
 #: ``v``: the V-statistic dCor² (the paper's); ``u``: the bias-corrected U-statistic, clamped
 #: at 0; ``u_raw``: the U-statistic unclamped (to measure what the clamp does).
 PENALTIES = ("v", "u", "u_raw")
-#: ``tf.distribute`` strategies (see :mod:`pdc_utils.distribute`, also for why there is no
-#: multi-worker one).
-STRATEGIES = ("auto", "default", "mirrored")
+#: ``tf.distribute`` strategies (see :mod:`pdc_utils.distribute`).
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 #: Notebooks of the series, in the order a run executes them.
 NOTEBOOKS = (
     "01_distance_correlation",

@@ -184,9 +184,23 @@ class DivergeModel(keras.Model):
         return feature_penalty(features, reference_features, self.feature_norm, self.penalty)
 
     @staticmethod
-    def _cross_entropy(y: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.cast(y, tf.int32), logits=tf.cast(logits, tf.float32)))
+    def _cross_entropy(y: tf.Tensor, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(this replica's share, the global batch's mean)`` of the cross-entropy.
+
+        The global batch's CE is ``Σ_i ce_i / n`` over all n rows of all replicas. Each replica
+        contributes the sum over its own rows divided by n, so the shares add up to it (and
+        their gradients to its gradient) however unevenly the rows are split; with one device
+        the share is the mean.
+        """
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(y, tf.int32), logits=tf.cast(logits, tf.float32))
+        local = tf.stack([tf.reduce_sum(per_example), tf.cast(tf.size(per_example), tf.float32)])
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            mean = local[0] / local[1]
+            return mean, mean
+        total = context.all_reduce("sum", tf.stop_gradient(local))
+        return local[0] / total[1], total[0] / total[1]
 
     def _record(self, y, logits, ce, dcor) -> dict[str, tf.Tensor]:
         self.loss_tracker.update_state(ce + self.alpha * dcor)
@@ -201,17 +215,17 @@ class DivergeModel(keras.Model):
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
             logits, features = self.network(x, training=True)
-            ce = self._cross_entropy(y, logits)
-            objective = ce
+            ce_share, ce = self._cross_entropy(y, logits)
+            whole = tf.constant(0.0)  # terms each replica computes in full, from the global batch
             if self.alpha > 0:
                 dcor = self._penalty(x, features)
-                objective = objective + self.alpha * dcor
+                whole = whole + self.alpha * dcor
             if self.weight_decay > 0:
                 squares = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables]
-                objective = objective + 0.5 * self.weight_decay * tf.add_n(squares)
-            # replicas' gradients are summed: each contributes 1/R of the global objective
+                whole = whole + 0.5 * self.weight_decay * tf.add_n(squares)
+            # the replicas' gradients are summed: each adds its CE share and 1/R of the rest
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(objective / replicas)
+            scaled = self.optimizer.scale_loss(ce_share + whole / replicas)
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
         if self.alpha == 0:  # monitored only: outside the tape, no backward pass through it
@@ -221,7 +235,8 @@ class DivergeModel(keras.Model):
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits, features = self.network(x, training=False)
-        return self._record(y, logits, self._cross_entropy(y, logits), self._penalty(x, features))
+        return self._record(y, logits, self._cross_entropy(y, logits)[1],
+                            self._penalty(x, features))
 
 
 def learning_rate_schedule(
@@ -380,12 +395,15 @@ class _Backup:
     new file names, then ``state.json`` is replaced to name them (the atomic step), then the
     files it no longer names are removed. A kill at any instant leaves a state.json whose files
     are complete, so a resume restores exactly the weights, optimiser moments and histories of
-    the last finished step.
+    the last finished step. In a multi-worker run only the chief writes (``writer``) and every
+    worker restores from the chief's files, so ``runs/`` must be a folder all workers see.
     """
 
-    def __init__(self, run_name: str, group: str, params: dict[str, Any]) -> None:
+    def __init__(self, run_name: str, group: str, params: dict[str, Any],
+                 writer: bool = True) -> None:
         self.dir = config.run_dir(run_name) / "backup" / group
         self.params = params
+        self.writer = writer  # False on the non-chief workers of a multi-worker run
         self.state_path = self.dir / "state.json"
 
     def load(self) -> dict[str, Any] | None:
@@ -398,9 +416,10 @@ class _Backup:
             state = None
         if not state or state.get("params") != self.params or not all(
                 (self.dir / f).exists() for f in state.get("files", [])):
-            print(f"note: discarding {self.dir}, the unfinished backup of a training with other "
-                  "parameters (or a damaged one)")
-            shutil.rmtree(self.dir)
+            if self.writer:
+                print(f"note: discarding {self.dir}, the unfinished backup of a training with "
+                      "other parameters (or a damaged one)")
+                shutil.rmtree(self.dir, ignore_errors=True)
             return None
         return state
 
@@ -416,6 +435,8 @@ class _Backup:
 
     def save(self, step: int, models: dict[str, DivergeModel],
              histories: dict[str, list[dict[str, float]]], changed: str) -> None:
+        if not self.writer:
+            return
         old = self.load_files()
         members = dict(old.get("members", {}))
         model = models[changed]
@@ -436,7 +457,8 @@ class _Backup:
         return artifacts.read_json(self.state_path) if self.state_path.exists() else {}
 
     def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.writer:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group: str,
@@ -461,7 +483,8 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
 
     Under a ``strategy`` (see :mod:`pdc_utils.distribute`; build the networks in its scope
     too) the wrappers and optimisers are made in its scope, each batch is split over the
-    replicas and the penalty is computed on the global batch.
+    replicas and the penalty is computed on the global batch. Under ``multi_worker`` every
+    worker calls this with the same arguments; only the chief writes files.
 
     If every member's files exist and were made with the same parameters, nothing is trained
     and the saved networks are returned: rerunning a notebook does not redo finished work.
@@ -500,19 +523,25 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
                 for m in members}
     _keep_aside(run_name, names)
 
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = distribute.is_chief(strategy)  # on other workers of a multi-worker run: no files
+    if chief:
+        _keep_aside(run_name, names)
     models: dict[str, DivergeModel] = {}
-    with (strategy or tf.distribute.get_strategy()).scope():
+    with strategy.scope():
         for member in members:
             refs = [models[r].network if isinstance(r, str) else r for r in member.references]
             model = DivergeModel(member.network, refs, alpha=member.alpha,
                                  feature_norm=feature_norm, weight_decay=weight_decay,
                                  penalty=penalty, name=f"train_{member.name}")
             steps = _steps_per_epoch(member.data)
-            optimizer = make_optimizer(learning_rate, momentum, schedule, epochs, steps)
-            model.compile(optimizer=optimizer, jit_compile=on_gpu())
+            model.compile(optimizer=make_optimizer(learning_rate, momentum, schedule, epochs,
+                                                   steps))
+            model.optimizer.build(member.network.trainable_variables)
             models[member.name] = model
+    steps_of = {name: _EpochRunner(model, strategy) for name, model in models.items()}
 
-    backup = _Backup(run_name, group, params)
+    backup = _Backup(run_name, group, params, writer=chief)
     state = backup.load()
     histories: dict[str, list[dict[str, float]]] = {m.name: [] for m in members}
     first_step = 0
@@ -522,22 +551,23 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
         print(f"{group}: resuming from {backup.dir} at epoch {first_step // len(members) + 1}")
     bar = _GroupProgress(epochs * len(members), first_step, group, progress)
     board = config.run_dir(run_name) / "tensorboard"
-    writers = {m.name: tf.summary.create_file_writer(str(board / m.name)) for m in members}
+    writers = {m.name: tf.summary.create_file_writer(str(board / m.name))
+               for m in members} if chief else {}
     for step in range(first_step, epochs * len(members)):
         epoch, index = divmod(step, len(members))
         member = members[index]
         model = models[member.name]
         data = member.data(epoch) if callable(member.data) else member.data
-        logs = model.fit(data, validation_data=test_data, initial_epoch=epoch, epochs=epoch + 1,
-                         verbose=0, shuffle=False).history
-        row = {"epoch": epoch, **{k: float(v[-1]) for k, v in logs.items()},
+        runner = steps_of[member.name]
+        row = {"epoch": epoch, **runner.train(data), **runner.evaluate(test_data, "val_"),
                "learning_rate": _current_learning_rate(model.optimizer)}
         histories[member.name].append(row)
-        with writers[member.name].as_default(step=epoch):  # tensorboard --logdir runs/<run>
-            for key, value in row.items():
-                if key != "epoch":
-                    tf.summary.scalar(key, value)
-        writers[member.name].flush()
+        if chief:
+            with writers[member.name].as_default(step=epoch):  # tensorboard --logdir runs/<run>
+                for key, value in row.items():
+                    if key != "epoch":
+                        tf.summary.scalar(key, value)
+            writers[member.name].flush()
         backup.save(step, models, histories, member.name)
         bar.step(member.name, row)
     bar.close()
@@ -545,13 +575,65 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
     results = {}
     for member in members:
         paths = _member_paths(run_name, member.name)
-        history = pd.DataFrame(histories[member.name])
-        save_network(member.network, paths["model"])
-        artifacts.write_csv_atomic(paths["history"], history)
-        artifacts.write_json_atomic(paths["params"], params[member.name])
+        names = [m.name for m in models[member.name].metrics]  # the order fit's history had
+        columns = ["epoch", *names, *(f"val_{n}" for n in names), "learning_rate"]
+        history = pd.DataFrame(histories[member.name], columns=columns)  # also after a resume
+        if chief:
+            save_network(member.network, paths["model"])
+            artifacts.write_csv_atomic(paths["history"], history)
+            artifacts.write_json_atomic(paths["params"], params[member.name])
         results[member.name] = (member.network, history)
     backup.remove()
     return results
+
+
+class _EpochRunner:
+    """One model's training and evaluation epochs under a ``tf.distribute`` strategy.
+
+    A plain loop in place of Keras' ``fit``, which fails under ``MultiWorkerMirroredStrategy``
+    in Keras 3 (keras-team/keras#20585): each global batch is split over the replicas
+    (:func:`pdc_utils.distribute.distribute_dataset`) and every replica runs the model's
+    ``train_step`` (``test_step``) on its slice; the metrics are reset at the start of an epoch
+    and read, summed over replicas and workers, at its end. The steps are compiled with XLA on
+    a GPU, as ``fit`` would. On one device it gives the weights ``fit`` gives, bit for bit.
+    """
+
+    def __init__(self, model: DivergeModel, strategy: tf.distribute.Strategy) -> None:
+        self.model, self.strategy = model, strategy
+        self._train = self._compiled(model.train_step)
+        self._test = self._compiled(model.test_step)
+
+    def _compiled(self, step: Callable) -> Callable:
+        replica_step = tf.function(step, jit_compile=True) if on_gpu() else step
+
+        @tf.function
+        def distributed_step(iterator) -> tf.Tensor:
+            batch = iterator.get_next_as_optional()
+            if batch.has_value():
+                self.strategy.run(replica_step, args=(batch.get_value(),))
+            return batch.has_value()
+
+        return distributed_step
+
+    def _epoch(self, step: Callable, data: tf.data.Dataset, prefix: str) -> dict[str, float]:
+        for metric in self.model.metrics:
+            metric.reset_state()
+        iterator = iter(distribute.distribute_dataset(self.strategy, data))
+        while step(iterator):  # the batches are fetched inside the compiled step, as in fit
+            pass
+        return {prefix + m.name: float(m.result()) for m in self.model.metrics}
+
+    def train(self, data: tf.data.Dataset) -> dict[str, float]:
+        """One training epoch; the mean metrics over its batches. Afterwards the replicas'
+        batch-normalisation statistics are averaged (:func:`distribute.average_over_replicas`)."""
+        logs = self._epoch(self._train, data, "")
+        distribute.average_over_replicas(self.strategy,
+                                         self.model.network.non_trainable_variables)
+        return logs
+
+    def evaluate(self, data: tf.data.Dataset, prefix: str = "") -> dict[str, float]:
+        """The metrics on ``data`` (no update), names prefixed with ``prefix``."""
+        return self._epoch(self._test, data, prefix)
 
 
 def _steps_per_epoch(data: TrainData) -> int:
@@ -573,8 +655,9 @@ def train_network(network: keras.Model, train_data: TrainData, test_data: tf.dat
                   momentum: float, weight_decay: float, schedule: str,
                   references: Sequence[keras.Model] = (), alpha: float = 0.0,
                   penalty: str = "v", feature_norm: bool = True,
-                  fingerprint: dict[str, Any] | None = None,
-                  progress: bool = True) -> tuple[keras.Model, pd.DataFrame]:
+                  fingerprint: dict[str, Any] | None = None, progress: bool = True,
+                  strategy: tf.distribute.Strategy | None = None,
+                  ) -> tuple[keras.Model, pd.DataFrame]:
     """Train one network (a group of one, see :func:`train_group`); ``(network, history)``.
 
     ``references`` are frozen networks: with ``alpha > 0`` the network diverges from them,
@@ -585,4 +668,4 @@ def train_network(network: keras.Model, train_data: TrainData, test_data: tf.dat
     return train_group([member], test_data, group=name, run_name=run_name, epochs=epochs,
                        learning_rate=learning_rate, momentum=momentum,
                        weight_decay=weight_decay, schedule=schedule, penalty=penalty,
-                       feature_norm=feature_norm, progress=progress)[name]
+                       feature_norm=feature_norm, progress=progress, strategy=strategy)[name]

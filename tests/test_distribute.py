@@ -27,22 +27,23 @@ SCRIPT = textwrap.dedent("""
         f = keras.layers.Dense(5, activation="tanh")(keras.layers.Dense(8, "relu")(x))
         return keras.Model(x, [keras.layers.Dense(3)(f), f])
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(0)  # batches of 16 and 15 rows: split 8/8, then 7/8
     data = tf.data.Dataset.from_tensor_slices(
-        (rng.normal(size=(32, 6)).astype("float32"), rng.integers(0, 3, 32))).batch(16)
+        (rng.normal(size=(31, 6)).astype("float32"), rng.integers(0, 3, 31))).batch(16)
     out = {}
     for penalty in ("v", "u"):
         for name in ("default", "mirrored"):
             strategy = distribute.make_strategy(name)
             with strategy.scope():
                 reference, trainee = net(1), net(2)
-                model = training.DivergeModel(trainee, [reference], alpha=1.0,
-                                              weight_decay=1e-3, penalty=penalty)
-                model.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9))
-            logs = model.fit(data, epochs=1, verbose=0, shuffle=False).history
+            _, history = training.train_network(
+                trainee, data, data, name="net", run_name=f"{penalty}_{name}", epochs=1,
+                learning_rate=0.5, momentum=0.9, weight_decay=1e-3, schedule="constant",
+                references=[reference], alpha=1.0, penalty=penalty, progress=False,
+                strategy=strategy)
             out[f"{penalty}/{name}"] = {
                 "replicas": strategy.num_replicas_in_sync,
-                "logs": {k: float(v[-1]) for k, v in logs.items()},
+                "logs": history.iloc[-1].to_dict(),
                 "weights": [w.tolist() for w in trainee.get_weights()]}
     for name in ("default", "mirrored"):  # a chain of two, trained interleaved
         strategy = distribute.make_strategy(name)
@@ -55,9 +56,12 @@ SCRIPT = textwrap.dedent("""
             momentum=0.9, weight_decay=1e-3, schedule="constant", progress=False,
             strategy=strategy)
         out[f"chain/{name}"] = {"replicas": strategy.num_replicas_in_sync,
-                                "logs": trained["b"][1].iloc[-1][["loss", "ce", "dcor_sqr",
-                                                                  "accuracy"]].to_dict(),
+                                "logs": trained["b"][1].iloc[-1].to_dict(),
                                 "weights": [w.tolist() for w in nets[1].get_weights()]}
+    strategy = distribute.make_strategy("mirrored")  # a last batch of 1 row cannot be split
+    seventeen = tf.data.Dataset.range(17).map(lambda i: (i, i)).batch(16)
+    out["split"] = [[x.numpy().tolist() for x in strategy.experimental_local_results(b[0])]
+                    for b in distribute.distribute_dataset(strategy, seventeen)]
     json.dump(out, sys.stdout)
 """)
 
@@ -78,11 +82,17 @@ def test_mirrored_training_equals_one_device_on_the_global_batch(two_replicas, c
 
     one, mirrored = two_replicas[f"{case}/default"], two_replicas[f"{case}/mirrored"]
     assert (one["replicas"], mirrored["replicas"]) == (1, 2)
-    for key in ("loss", "ce", "dcor_sqr", "accuracy"):
+    for key in ("loss", "ce", "dcor_sqr", "accuracy", "val_loss", "val_ce", "val_dcor_sqr"):
         assert mirrored["logs"][key] == pytest.approx(one["logs"][key], rel=1e-5, abs=1e-6)
-    # two SGD steps with momentum: equal weights mean equal gradients at every step
+    # two SGD steps with momentum (the second batch split unevenly): equal weights mean equal
+    # gradients at every step
     for a, b in zip(one["weights"], mirrored["weights"], strict=True):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
+
+
+def test_each_replica_gets_a_contiguous_slice_and_a_batch_too_small_to_split_is_skipped(
+        two_replicas):
+    assert two_replicas["split"] == [[list(range(8)), list(range(8, 16))]]
 
 
 def test_logical_cpus_must_be_a_positive_integer(monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -136,6 +137,7 @@ def test_interrupted_chain_resumes_to_the_weights_of_an_uninterrupted_one(
                                      strict=True):
             np.testing.assert_array_equal(w_full, w_resumed)
         assert list(resumed[name][1]["epoch"]) == [0, 1, 2]
+        pd.testing.assert_frame_equal(resumed[name][1], history)  # columns in the same order
         assert ("dcor_sqr" in history) == (name != "net0")  # no reference, no dCor² column
 
     calls = []
