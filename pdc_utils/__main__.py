@@ -1,8 +1,10 @@
-"""Command line: ``python -m pdc_utils run --profile NAME`` and ``python -m pdc_utils profiles``."""
+"""Command line: ``python -m pdc_utils run|train --profile NAME``, ``profiles``,
+``student-copies``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -26,6 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     go.add_argument("--notebooks", default=None,
                     help="comma-separated notebook numbers to run, e.g. 02,03 (default: all)")
     go.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    train = commands.add_parser(
+        "train", help="train (or reuse) every network of a run, without the notebooks; "
+        "with -p strategy=multi_worker, run it on every worker (TF_CONFIG)")
+    train.add_argument("--profile", default="quick", choices=list(config.PROFILES),
+                       help="parameter profile (default: quick)")
+    train.add_argument("--run-name", default=None,
+                       help="folder under runs/ (default: the profile's name)")
+    train.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one profile parameter (repeatable)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
     commands.add_parser("profiles", help="list the profiles and their parameters")
     copies = commands.add_parser("student-copies",
                                  help="write the notebooks without their solution cells")
@@ -55,12 +67,24 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         overrides = dict(run.parse_override(p) for p in args.param)
+        if args.command == "train":
+            paths = run.train_networks(args.profile, run_name=args.run_name,
+                                       overrides=overrides, progress=not args.no_progress)
+            print(f"done in {time.perf_counter() - start:.0f} s; {len(paths)} networks in "
+                  f"{paths[0].parent}")
+            return 0
         selection = args.notebooks.split(",") if args.notebooks is not None else None
         summary = run.run_series(args.profile, run_name=args.run_name, overrides=overrides,
                                  notebooks=selection, progress=not args.no_progress)
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as run.Terminated
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 128 + getattr(err, "signal", signal.SIGINT)
+    except run.WorkerLost as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # TensorFlow's aborted collectives leave threads whose clean-up at interpreter exit
+        # prints tracebacks; the process has nothing left to save, so it ends here
+        os._exit(1)
     except (ValueError, FileNotFoundError, run.RunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -38,6 +38,11 @@ class RunError(RuntimeError):
     partly executed copy) or the run folder cannot be written (the message names it)."""
 
 
+class WorkerLost(RunError):
+    """A worker of a multi-worker training stopped: TensorFlow's collectives are aborted and
+    cannot be used again in this process, which should exit (and be started again)."""
+
+
 class Terminated(KeyboardInterrupt):
     """The runner received SIGTERM; raised like Ctrl-C's ``KeyboardInterrupt`` so that
     ``finally`` blocks (papermill's kernel shutdown) run. ``signal`` is the signal's number."""
@@ -192,6 +197,14 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
     down and removes its connection file (see the module docstring).
     """
     params = resolve_parameters(profile, run_name, overrides or {})
+    if params["strategy"] == "multi_worker":
+        raise ValueError(
+            "the notebooks do not run under strategy 'multi_worker' (each worker would write "
+            "the same results and figures): train on all workers with `python -m pdc_utils "
+            f"train --profile {profile} -p strategy=multi_worker ...`, then run the series "
+            "once, on one machine that sees the same runs/ folder, with the same parameters "
+            "and a one-machine strategy (auto, default or mirrored): it reuses the trained "
+            "networks (README, Scaling out)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels inherit it: quieter logs
     paths = select_notebooks(notebooks, directory)
     out_dir = writable_output_dir(params["run_name"])
@@ -309,6 +322,46 @@ def _differences(run: str, notebook: str, params: Mapping[str, Any]) -> dict[str
     except ValueError:
         return None
     return {k: v for k, v in made_with.items() if k in params and params[k] != v}
+
+
+def train_networks(profile: str = "quick", *, run_name: str | None = None,
+                   overrides: Mapping[str, Any] | None = None,
+                   progress: bool = True) -> list[Path]:
+    """Train (or reuse) every network of a run without the notebooks; their paths.
+
+    The attacker f1 first, then every seed pair's baseline and diverged network (under
+    ``design = "paper_code"`` the chains), exactly as notebooks 02 and 03 would (same names,
+    seeds, parameters and backups), so a later ``run`` with the same parameters reuses them.
+    It is the entry point of a multi-worker training: every worker runs the same command with
+    its own ``TF_CONFIG``; the chief writes the files.
+    """
+    params = resolve_parameters(profile, run_name, overrides or {})
+    if params["strategy"] == "multi_worker":
+        from pdc_utils import distribute
+
+        distribute.cluster_from_environment()  # a clear error before TensorFlow starts
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with sigterm_raises(), start_up_noise_filtered():
+        import tensorflow as tf
+
+        from pdc_utils import experiment, training
+
+        setting = training.configure(params["seed"], strategy=params["strategy"])
+        print(f"training run {params['run_name']!r} under strategy {setting['strategy']} "
+              f"({setting['replicas']} replica(s))", flush=True)
+        networks = experiment.Experiment(params, progress=progress)
+        try:
+            f1 = networks.attacker()
+            networks.baselines(f1)
+            networks.diverged(f1)
+        except tf.errors.UnavailableError as err:  # another worker stopped or cannot be reached
+            raise WorkerLost(
+                f"a worker of the training stopped or cannot be reached ({type(err).__name__}). "
+                f"Every finished epoch is kept in {config.run_dir(params['run_name'])}/backup: "
+                "start the same command again on every worker to resume from there") from err
+    names = [experiment.ATTACKER, *(n for pair in networks.pairs for n in pair),
+             *networks.chain_members]
+    return [config.models_dir(params["run_name"]) / f"{name}.keras" for name in names]
 
 
 def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str, float]) -> Path:
