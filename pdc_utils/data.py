@@ -312,7 +312,8 @@ def _transform(info: DatasetInfo, augment: bool) -> _Transform:
 
 
 def _check_extra(info: DatasetInfo, split: str, limit: int, augment: bool,
-                 extra: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+                 extra: tuple[np.ndarray | tf.Tensor, ...]
+                 ) -> tuple[np.ndarray | tf.Tensor, ...]:
     """``extra`` of :func:`load_split` as a tuple of arrays, or a ``ValueError`` saying what is
     wrong with it and what would be valid."""
     if augment:
@@ -325,10 +326,11 @@ def _check_extra(info: DatasetInfo, split: str, limit: int, augment: bool,
         raise ValueError("extra must be a non-empty tuple of arrays (one per entry, first axis "
                          f"= examples), got {type(extra).__name__}")
     expected = num_examples(info.name, split, limit)
-    arrays = tuple(np.asarray(array) for array in extra)
+    # a tf.Tensor stays one: slicing it needs no copy, unlike a NumPy array
+    arrays = tuple(a if isinstance(a, tf.Tensor) else np.asarray(a) for a in extra)
     for index, array in enumerate(arrays):
-        if array.ndim < 1 or len(array) != expected:
-            got = "a scalar" if array.ndim < 1 else f"{len(array)} rows"
+        if not array.shape or array.shape[0] != expected:
+            got = "a scalar" if not array.shape else f"{array.shape[0]} rows"
             raise ValueError(
                 f"extra[{index}] must have one row per example of {info.name}'s {split} split "
                 f"with limit={limit}, i.e. {expected} rows in file order, got {got}")
@@ -354,7 +356,7 @@ def load_split(
     drop_remainder: bool = False,
     download: bool = True,
     epoch: int | None = None,
-    extra: tuple[np.ndarray, ...] | None = None,
+    extra: tuple[np.ndarray | tf.Tensor, ...] | None = None,
 ) -> tf.data.Dataset:
     """Split ``"train"`` or ``"test"`` of dataset ``name`` as batches of (images, labels).
 
@@ -369,12 +371,13 @@ def load_split(
     prepared raises ``FileNotFoundError`` saying where to put the manual download.
 
     ``extra`` attaches per-example arrays (e.g. a frozen network's features of every image,
-    see ``feature_cache`` in :mod:`pdc_utils.experiment`): one array per entry, its first axis
-    the examples of the split in file order after ``limit``. They are paired with the examples
-    before shuffling, so the images come in the same order as without ``extra``, and every
-    batch becomes ``(images, labels, extra_batches)`` with ``extra_batches`` a tuple of one
-    batch per array. Augmentation that is applied (not for digits) is refused with ``extra``:
-    a new random crop of an image is not the image the arrays were computed from.
+    see ``feature_cache`` in :mod:`pdc_utils.experiment`): one array (NumPy, or a
+    ``tf.Tensor``, which is used without a copy) per entry, its first axis the examples of the
+    split in file order after ``limit``. They are paired with the examples before shuffling,
+    so the images come in the same order as without ``extra``, and every batch becomes
+    ``(images, labels, extra_batches)`` with ``extra_batches`` a tuple of one batch per array.
+    Augmentation that is applied (not for digits) is refused with ``extra``: a new random crop
+    of an image is not the image the arrays were computed from.
     """
     info = dataset_info(name)
     _check_split(split)
