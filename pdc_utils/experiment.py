@@ -230,8 +230,8 @@ class Experiment:
             cached = tuple(tf.constant(array) for array in arrays)
         del arrays
         self._cache[key] = cached
-        print(f"feature cache: {len(references)} frozen reference(s)' features of {n:,} "
-              f"training images computed once ({size / 2**20:.1f} MiB, "
+        print(f"feature cache: features of the {n:,} training images by {len(references)} "
+              f"frozen reference network(s) computed once ({size / 2**20:.2f} MiB, "
               f"{time.perf_counter() - start:.1f} s)")
         return cached
 
