@@ -45,6 +45,11 @@ DESIGNS = ("reference", "paper_code")
 PENALTIES = ("v", "u", "u_raw")
 #: ``tf.distribute`` strategies (see :mod:`pdc_utils.distribute`).
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+#: Frozen-reference feature cache (see :mod:`pdc_utils.experiment`): ``auto`` computes a
+#: frozen reference's features of the training images once wherever that is valid (design
+#: ``reference``, no augmentation applied); ``on`` insists and refuses invalid runs; ``off``
+#: runs the references in every step.
+FEATURE_CACHE = ("auto", "on", "off")
 #: Notebooks of the series, in the order a run executes them.
 NOTEBOOKS = (
     "01_distance_correlation",
@@ -74,6 +79,7 @@ _TRAINING = {
     "n_seeds": 3,
     "n_nets": 3,
     "strategy": "auto",
+    "feature_cache": "auto",
 }
 _ATTACK = {
     "attacks": ["fgm", "pgd"],
@@ -307,6 +313,7 @@ _KINDS: dict[str, _Kind] = {
     "test_limit": _integer(0, _ALL),
     "alpha": _number(">= 0", lambda v: v >= 0, " (0 trains the baseline)"),
     "feature_norm": _BOOLEAN,
+    "feature_cache": _choice(FEATURE_CACHE),
     # notebook 04: attacks
     "attacks": _list_of(_choice(ATTACKS)),
     "eps_grid": _list_of(_number("in (0, 1]", lambda v: 0 < v <= 1)),

@@ -1,9 +1,9 @@
 """Datasets as batched, prefetched ``tf.data`` pipelines.
 
 Every pipeline yields ``(images, labels)``: images float32 in [0, 1] with shape
-``(batch, H, W, 3)``, labels int32. Normalisation by the dataset's mean and std is *not* done
-here: it is the first layer of every network (:mod:`pdc_utils.models`), so attacks work in
-pixel units on [0, 1] images.
+``(batch, H, W, 3)``, labels int32 (and, with :func:`load_split`'s ``extra``, a third element).
+Normalisation by the dataset's mean and std is *not* done here: it is the first layer of every
+network (:mod:`pdc_utils.models`), so attacks work in pixel units on [0, 1] images.
 
 Four datasets, named as in :data:`pdc_utils.config.DATASETS`:
 
@@ -311,6 +311,32 @@ def _transform(info: DatasetInfo, augment: bool) -> _Transform:
     return lambda encoded, _seed: _imagenet_eval(_decode(encoded), crop)
 
 
+def _check_extra(info: DatasetInfo, split: str, limit: int, augment: bool,
+                 extra: tuple[np.ndarray | tf.Tensor, ...]
+                 ) -> tuple[np.ndarray | tf.Tensor, ...]:
+    """``extra`` of :func:`load_split` as a tuple of arrays, or a ``ValueError`` saying what is
+    wrong with it and what would be valid."""
+    if augment:
+        raise ValueError(
+            f"extra (arrays of per-example values, e.g. cached features) cannot be combined "
+            f"with the augmentation of {info.name} ({info.augmentation}): it draws a new random "
+            f"version of every image each epoch, so values computed from the stored images "
+            f"would not belong to the images trained on; pass augment=False, or no extra")
+    if isinstance(extra, np.ndarray) or not isinstance(extra, tuple | list) or not extra:
+        raise ValueError("extra must be a non-empty tuple of arrays (one per entry, first axis "
+                         f"= examples), got {type(extra).__name__}")
+    expected = num_examples(info.name, split, limit)
+    # a tf.Tensor stays one: slicing it needs no copy, unlike a NumPy array
+    arrays = tuple(a if isinstance(a, tf.Tensor) else np.asarray(a) for a in extra)
+    for index, array in enumerate(arrays):
+        if not array.shape or array.shape[0] != expected:
+            got = "a scalar" if not array.shape else f"{array.shape[0]} rows"
+            raise ValueError(
+                f"extra[{index}] must have one row per example of {info.name}'s {split} split "
+                f"with limit={limit}, i.e. {expected} rows in file order, got {got}")
+    return arrays
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffle seed of epoch ``epoch`` of a training seeded with ``seed`` (a fixed mix of
     the two, so that neighbouring seeds do not share epochs)."""
@@ -330,6 +356,7 @@ def load_split(
     drop_remainder: bool = False,
     download: bool = True,
     epoch: int | None = None,
+    extra: tuple[np.ndarray | tf.Tensor, ...] | None = None,
 ) -> tf.data.Dataset:
     """Split ``"train"`` or ``"test"`` of dataset ``name`` as batches of (images, labels).
 
@@ -342,6 +369,15 @@ def load_split(
     uninterrupted one would. ``data_dir`` defaults to ``config.data_dir()`` (TFDS_DATA_DIR);
     ``download=False`` never asks tfds to download or prepare. ImageNet 2012 that is not
     prepared raises ``FileNotFoundError`` saying where to put the manual download.
+
+    ``extra`` attaches per-example arrays (e.g. a frozen network's features of every image,
+    see ``feature_cache`` in :mod:`pdc_utils.experiment`): one array (NumPy, or a
+    ``tf.Tensor``, which is used without a copy) per entry, its first axis the examples of the
+    split in file order after ``limit``. They are paired with the examples before shuffling,
+    so the images come in the same order as without ``extra``, and every batch becomes
+    ``(images, labels, extra_batches)`` with ``extra_batches`` a tuple of one batch per array.
+    Augmentation that is applied (not for digits) is refused with ``extra``: a new random crop
+    of an image is not the image the arrays were computed from.
     """
     info = dataset_info(name)
     _check_split(split)
@@ -353,6 +389,8 @@ def load_split(
         seed = epoch_seed(seed, epoch)
     per_iteration = epoch is None  # a fixed epoch draws the same order on every iteration
     augment = augment and info.augmentation != "none"
+    if extra is not None:
+        extra = _check_extra(info, split, limit, augment, extra)
 
     if info.tfds_name is None:
         ds = tf.data.Dataset.from_tensor_slices(_digits_splits()[split])
@@ -361,15 +399,20 @@ def load_split(
                           download)
     if limit:
         ds = ds.take(limit)
+    if extra is not None:  # paired before the shuffle: the shuffle's order is unchanged
+        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.from_tensor_slices(extra))
     if shuffle:
         buffer = min(info.shuffle_buffer, num_examples(name, split, limit))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=per_iteration)
 
     transform = _transform(info, augment)
 
-    def prepare(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor | None) -> tuple:
+    def prepare(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor | None,
+                arrays: tuple[tf.Tensor, ...] | None = None) -> tuple:
         image = tf.ensure_shape(transform(image, seed), info.image_shape)
-        return image, tf.cast(label, tf.int32)
+        if arrays is None:
+            return image, tf.cast(label, tf.int32)
+        return image, tf.cast(label, tf.int32), arrays
 
     if augment:
         # One stateless seed pair per example, a new stream each epoch, fixed by ``seed``.
@@ -378,6 +421,9 @@ def load_split(
         ds = tf.data.Dataset.zip(ds, seeds).map(
             lambda example, pair: prepare(*example, pair), num_parallel_calls=tf.data.AUTOTUNE
         )
+    elif extra is not None:
+        ds = ds.map(lambda example, arrays: prepare(*example, None, arrays),
+                    num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda image, label: prepare(image, label, None),
                     num_parallel_calls=tf.data.AUTOTUNE)

@@ -15,20 +15,37 @@ network, so the two start from the same weights and see the same batches, and on
 differs. The middle nets of a chain use ``seed + 1 + s + 10000 k``. Pair 0's networks are
 ``f2_baseline.keras`` and ``f2_diverge.keras`` (the names the series has always used); pair
 s > 0 adds ``_s<s>``.
+
+Feature cache (parameter ``feature_cache``, see :func:`feature_cache_problem`): under the
+``reference`` design f1 is finished and frozen, and without augmentation every training image
+is the same image every epoch, so f1's features of it never change. They are then computed
+once, before the first epoch, and every batch carries them (``data.load_split``'s ``extra``):
+the step skips f1's forward pass and costs about a plain step. ``auto`` (the default) does this
+wherever it is valid and within :data:`FEATURE_CACHE_BUDGET`; ``on`` insists and refuses a run
+where it is not valid; ``off`` runs f1 in every step. The cache changes no number beyond float
+rounding, so it is no part of a network's recorded parameters: a network trained with it is
+reused by a run without it, and the other way round.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from pdc_utils import config, data, distribute, models, training
 
 ATTACKER = "f1"
 _MIDDLE_SEED_STRIDE = 10_000
+#: The most host memory ``feature_cache="auto"`` gives cached reference features (bytes);
+#: above it ``auto`` runs the references instead, ``on`` caches anyway. CIFAR-10 with a
+#: width-64 ResNet-18 f1 needs 50,000 x 512 x 4 B = 102 MB; ImageNet 2012 needs 2.6 GB
+#: (ResNet-34, 512 features, float32; half with mixed precision) to 10.5 GB (ResNet-50/152).
+FEATURE_CACHE_BUDGET = 2 * 2**30
 
 
 def pair_seed(seed: int, s: int) -> int:
@@ -50,24 +67,60 @@ def chain_names(s: int, n_nets: int) -> list[str]:
     return [baseline_name(s), *middle, diverge_name(s)]
 
 
+def feature_cache_problem(design: str, dataset: str, augment: bool) -> str | None:
+    """Why the networks of a run cannot use cached reference features, or ``None`` if they can.
+
+    The cache is valid when every reference of a trained network is a frozen, finished network
+    and the training images are not augmented: then a reference's features of an image are the
+    same in every epoch. That excludes the ``paper_code`` design (its references are earlier
+    nets of the same chain, trained at the same time) and augmentation that is applied (digits
+    has none; on the other datasets ``augment=True`` draws new crops and flips every epoch).
+
+    α plays no part: a baseline of the ``reference`` design (α = 0) only monitors its dCor² to
+    f1, but that still needs f1's features in every step, so it uses the cache too and saves
+    the same forward pass. A network without references (the attacker) has nothing to cache.
+    """
+    if design == "paper_code":
+        return ("design paper_code penalises each net of a chain against the earlier nets of "
+                "the same chain, which are trained at the same time: their features change "
+                "during training, so features computed once would be stale (the cache needs "
+                "design reference, whose f1 is finished and frozen)")
+    info = data.dataset_info(dataset)
+    if augment and info.augmentation != "none":
+        return (f"augment=True on {dataset} draws a new random version of every training image "
+                f"each epoch ({info.augmentation}), so features computed once from the stored "
+                f"images are not the features of the images trained on (the cache needs "
+                f"augment=False)")
+    return None
+
+
 class Experiment:
     """The networks of one run: trains what is missing, reuses what is finished, loads them.
 
     ``params`` are the run's parameters (a profile, possibly overridden); the training keys
     are read from it. Every network is trained with :func:`pdc_utils.training.train_group`, so
-    an interrupted training resumes and a finished one is reused.
+    an interrupted training resumes and a finished one is reused. ``feature_cache="on"`` in a
+    run where the cache is not valid raises a ``ValueError`` here, before anything is loaded or
+    trained.
     """
 
     _KEYS = ("run_name", "seed", "dataset", "network", "width", "epochs", "batch_size",
              "learning_rate", "momentum", "weight_decay", "schedule", "augment", "train_limit",
              "test_limit", "alpha", "penalty", "feature_norm", "design", "n_seeds", "n_nets",
-             "strategy")
+             "strategy", "feature_cache")
 
     def __init__(self, params: Mapping[str, Any], progress: bool = True) -> None:
         missing = [k for k in self._KEYS if k not in params]
         if missing:
             raise ValueError(f"the experiment needs the parameters {missing}")
         self.p = config.validate({k: params[k] for k in self._KEYS})
+        problem = feature_cache_problem(self.p["design"], self.p["dataset"], self.p["augment"])
+        if self.p["feature_cache"] == "on" and problem:
+            raise ValueError(f"feature_cache='on' is not valid for this run: {problem}. Use "
+                             "feature_cache='auto' (the cache wherever it is valid) or 'off'.")
+        #: whether networks whose references are all frozen networks use cached features
+        self.feature_cache = self.p["feature_cache"] != "off" and problem is None
+        self._cache: dict[tuple[str, ...], tuple[tf.Tensor, ...]] = {}  # the latest only
         self.progress = progress
         self.strategy = distribute.make_strategy(self.p["strategy"])
         self.info = data.dataset_info(self.p["dataset"])
@@ -101,11 +154,86 @@ class Experiment:
 
     # ------------------------------------------------------------------ training
 
-    def _train_data(self, seed: int):
+    def _train_data(self, seed: int, cached: Sequence[keras.Model] = ()
+                    ) -> Callable[[int], tf.data.Dataset]:
+        """``epoch -> dataset`` of the training split for ``seed``; with ``cached`` every batch
+        also carries those frozen networks' features of its images (computed at the first
+        call, so a finished network that is only reused costs nothing)."""
         p = self.p
-        return lambda epoch: data.load_split(
-            p["dataset"], "train", batch_size=p["batch_size"], shuffle=True,
-            augment=p["augment"], seed=seed, limit=p["train_limit"], epoch=epoch)
+
+        def epoch_data(epoch: int) -> tf.data.Dataset:
+            extra = self.reference_features(cached) if cached else None
+            return data.load_split(
+                p["dataset"], "train", batch_size=p["batch_size"], shuffle=True,
+                augment=p["augment"], seed=seed, limit=p["train_limit"], epoch=epoch,
+                extra=extra)
+        return epoch_data
+
+    def _cache_bytes(self, references: Sequence[keras.Model]) -> int:
+        """Host memory of the cached features of ``references``, from their (functional)
+        output shapes; 0 where a network does not declare them."""
+        n = data.num_examples(self.p["dataset"], "train", self.p["train_limit"])
+        total = 0
+        for ref in references:
+            outputs = getattr(ref, "outputs", None) or []
+            if len(outputs) < 2:
+                continue
+            itemsize = np.dtype(keras.backend.standardize_dtype(outputs[1].dtype)).itemsize
+            total += n * int(np.prod(outputs[1].shape[1:])) * itemsize
+        return total
+
+    def _cached_references(self, name: str, references: Sequence[keras.Model | str]
+                           ) -> list[keras.Model]:
+        """The references whose features ``name`` reads from the cache: all of them, when the
+        run allows the cache, they are all frozen networks and (``auto``) they fit the budget;
+        else none."""
+        if not (self.feature_cache and references
+                and all(isinstance(r, keras.Model) for r in references)):
+            return []
+        size = self._cache_bytes(references)
+        if self.p["feature_cache"] == "auto" and size > FEATURE_CACHE_BUDGET:
+            print(f"note: {name} runs its references in every step: their cached features "
+                  f"would take {size / 2**30:.1f} GiB, more than feature_cache='auto' uses "
+                  f"({FEATURE_CACHE_BUDGET / 2**30:.0f} GiB; feature_cache='on' caches anyway)")
+            return []
+        return list(references)
+
+    def reference_features(self, references: Sequence[keras.Model]) -> tuple[tf.Tensor, ...]:
+        """The penultimate features of every training image (the unshuffled, unaugmented split
+        after ``train_limit``), one ``[n, d_r]`` tensor per reference, in the dtype the
+        reference computes (float16 under mixed precision: the values the live step would
+        use). Computed once by batched inference and kept, for the next network with the same
+        references, as host (CPU) tensors: every epoch's dataset slices them without a copy."""
+        key = tuple(training.weights_digest(ref) for ref in references)
+        if key in self._cache:
+            return self._cache[key]
+        self._cache.clear()  # one set of references at a time: bounded memory
+        p = self.p
+        start = time.perf_counter()
+        images = data.load_split(p["dataset"], "train", batch_size=p["batch_size"],
+                                 limit=p["train_limit"])
+        forward = tf.function(lambda x: [ref(x, training=False)[1] for ref in references])
+        n = data.num_examples(p["dataset"], "train", p["train_limit"])
+        arrays: list[np.ndarray] = []
+        row = 0
+        for x, _ in images:
+            batch = [np.asarray(f) for f in forward(x)]
+            if not arrays:  # filled in place: no second copy while concatenating
+                arrays = [np.empty((n, *f.shape[1:]), f.dtype) for f in batch]
+            for array, f in zip(arrays, batch, strict=True):
+                array[row:row + len(f)] = f
+            row += len(batch[0])
+        if row != n:
+            raise RuntimeError(f"the training split gave {row} images, expected {n}")
+        size = sum(a.nbytes for a in arrays)
+        with tf.device("/CPU:0"):
+            cached = tuple(tf.constant(array) for array in arrays)
+        del arrays
+        self._cache[key] = cached
+        print(f"feature cache: features of the {n:,} training images by {len(references)} "
+              f"frozen reference network(s) computed once ({size / 2**20:.2f} MiB, "
+              f"{time.perf_counter() - start:.1f} s)")
+        return cached
 
     def build_network(self, seed: int, distributed: bool = True) -> keras.Model:
         """A fresh network of the run's architecture, its initial weights drawn from ``seed``,
@@ -122,9 +250,12 @@ class Experiment:
         keys = ["dataset", "network", "width", "batch_size", "augment", "train_limit"]
         if name != ATTACKER:  # the attacker is trained alone, the same in both designs
             keys.append("design")
+        # feature_cache is left out on purpose: it changes nothing beyond float rounding
         fingerprint = {k: self.p[k] for k in keys}
-        return training.Member(name, network, self._train_data(seed), alpha=alpha,
-                               references=references or [],
+        references = references or []
+        cached = self._cached_references(name, references)
+        return training.Member(name, network, self._train_data(seed, cached), alpha=alpha,
+                               references=references,
                                fingerprint={**fingerprint, "seed": seed})
 
     def _fit(self, members: list[training.Member], group: str) -> dict[str, keras.Model]:

@@ -131,6 +131,13 @@ class DivergeModel(keras.Model):
     ``weight_decay`` is decoupled and would be a different regulariser. Metrics: ``loss``
     (CE + α·penalty, without the L2 term), ``ce``, ``accuracy`` and, when there are references,
     ``dcor_sqr`` (the batch penalty's value; with α = 0 it is only monitored).
+
+    A batch is ``(x, y)`` or ``(x, y, cached)``: ``cached`` holds, for frozen references, their
+    features of exactly these images, precomputed once (one ``[batch, d_r]`` tensor per
+    reference; see ``feature_cache`` in :mod:`pdc_utils.experiment`). The step then uses them
+    instead of running the references, which makes it cost about a plain step; the values
+    are the same up to float rounding. It is only right for references that do not change
+    and images that are not augmented.
     """
 
     def __init__(self, network: keras.Model, references: Sequence[keras.Model] = (),
@@ -167,16 +174,25 @@ class DivergeModel(keras.Model):
     def call(self, x: tf.Tensor, training: bool = False):
         return self.network(x, training=training)
 
-    def _penalty(self, x: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
+    def _penalty(self, x: tf.Tensor, features: tf.Tensor,
+                 cached: tuple[tf.Tensor, ...] | None = None) -> tf.Tensor:
         """The penalty on the **global** batch: under a multi-replica ``tf.distribute``
         strategy every replica all-gathers the features of all replicas first, so each gets
         the value of the single-device computation on the whole batch (dCor² is not a mean
         over examples: a per-replica value would be another, more biased estimator), and the
-        gradient flows back to every replica's own examples through the gather."""
+        gradient flows back to every replica's own examples through the gather.
+
+        ``cached``, when given, holds the references' features of exactly the images ``x``
+        (one ``[batch, d_r]`` tensor per reference, in the order of ``references``) and
+        replaces running the references; it is cut from the gradient and gathered like the
+        live features."""
         if not self._references:
             return tf.constant(0.0)
-        reference_features = [tf.stop_gradient(ref(x, training=False)[1])
-                              for ref in self._references]
+        if cached is None:
+            reference_features = [ref(x, training=False)[1] for ref in self._references]
+        else:
+            reference_features = list(cached)
+        reference_features = [tf.stop_gradient(r) for r in reference_features]
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
             features = context.all_gather(features, axis=0)
@@ -210,15 +226,34 @@ class DivergeModel(keras.Model):
         self.accuracy_tracker.update_state(y, tf.cast(logits, tf.float32))
         return {m.name: m.result() for m in self.metrics}
 
+    def _unpack(self, data) -> tuple[tf.Tensor, tf.Tensor, tuple[tf.Tensor, ...] | None]:
+        """A batch as ``(x, y, cached)``: ``(x, y)``, or ``(x, y, cached)`` whose third element
+        is a tuple of the references' precomputed features of these images (see
+        :func:`pdc_utils.data.load_split`'s ``extra``), **not** a sample weight. Keras'
+        ``train_on_batch(x, y)`` hands over ``(x, y, None)``: no cache."""
+        if not (isinstance(data, tuple | list) and len(data) == 3):
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            return x, y, None
+        x, y, cached = data
+        if cached is None:
+            return x, y, None
+        if not isinstance(cached, tuple | list) or len(cached) != len(self._references):
+            raise ValueError(
+                "the third element of a training batch must be the cached reference features: "
+                f"a tuple of {len(self._references)} tensor(s) [batch, d_r], one per reference "
+                f"network (sample weights are not supported); got {type(cached).__name__}"
+                + (f" of length {len(cached)}" if isinstance(cached, tuple | list) else ""))
+        return x, y, tuple(cached)
+
     def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, cached = self._unpack(data)
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
             logits, features = self.network(x, training=True)
             ce_share, ce = self._cross_entropy(y, logits)
             whole = tf.constant(0.0)  # terms each replica computes in full, from the global batch
             if self.alpha > 0:
-                dcor = self._penalty(x, features)
+                dcor = self._penalty(x, features, cached)
                 whole = whole + self.alpha * dcor
             if self.weight_decay > 0:
                 squares = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables]
@@ -229,14 +264,14 @@ class DivergeModel(keras.Model):
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
         if self.alpha == 0:  # monitored only: outside the tape, no backward pass through it
-            dcor = self._penalty(x, tf.stop_gradient(features))
+            dcor = self._penalty(x, tf.stop_gradient(features), cached)
         return self._record(y, logits, ce, dcor)
 
     def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, cached = self._unpack(data)
         logits, features = self.network(x, training=False)
-        return self._record(y, logits, self._cross_entropy(y, logits)[1],
-                            self._penalty(x, features))
+        dcor = self._penalty(x, features, cached)
+        return self._record(y, logits, self._cross_entropy(y, logits)[1], dcor)
 
 
 def learning_rate_schedule(

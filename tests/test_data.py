@@ -160,6 +160,65 @@ def test_digits_has_no_augmentation():
     np.testing.assert_array_equal(plain[0], augmented[0])
 
 
+# --- extra: per-example arrays carried with the images ----------------------------------------
+
+
+def _indices(n):
+    """``extra`` that names each example: its row number and a 2-d array built from it."""
+    rows = np.arange(n, dtype=np.int64)
+    return rows, np.stack([rows, -rows], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_extra_keeps_the_order_of_the_images_and_travels_with_each(shuffle):
+    limit = 300
+    load = dict(batch_size=64, shuffle=shuffle, seed=3, limit=limit, epoch=2)
+    plain = list(data.load_split("digits", "train", **load))
+    carried = list(data.load_split("digits", "train", extra=_indices(limit), **load))
+    assert len(carried) == len(plain) == 5
+    head = data._digits_splits()["train"][0][:limit]
+    for (x, y), (x_extra, y_extra, (rows, pairs)) in zip(plain, carried, strict=True):
+        np.testing.assert_array_equal(x_extra, x)  # the same images in the same order
+        np.testing.assert_array_equal(y_extra, y)
+        np.testing.assert_array_equal(head[rows.numpy()], x)  # each with its own row
+        np.testing.assert_array_equal(pairs[:, 0], rows.numpy().astype(np.float32))
+        np.testing.assert_array_equal(pairs[:, 1], -rows.numpy().astype(np.float32))
+    if shuffle:  # the check means something: the order is not the file order
+        assert not np.array_equal(np.concatenate([r for _, _, (r, _) in carried]),
+                                  np.arange(limit))
+    assert carried[0][2][1].dtype == tf.float32 and carried[0][2][0].dtype == tf.int64
+
+
+def test_extra_of_a_tfds_split_without_augmentation(mock_tfds):
+    load = dict(batch_size=4, shuffle=True, seed=0, epoch=1, limit=MOCK_EXAMPLES)
+    plain = collect(data.load_split("cifar10", "train", **load))
+    rows, _ = _indices(MOCK_EXAMPLES)
+    batches = list(data.load_split("cifar10", "train", extra=(rows,), **load))
+    images = np.concatenate([x for x, _, _ in batches])
+    np.testing.assert_array_equal(images, plain[0])
+    unshuffled = collect(data.load_split("cifar10", "train", batch_size=MOCK_EXAMPLES))[0]
+    order = np.concatenate([r for _, _, (r,) in batches])
+    np.testing.assert_array_equal(unshuffled[order], images)
+
+
+def test_extra_is_refused_with_augmentation_and_with_the_wrong_length():
+    rows = np.arange(8)
+    with pytest.raises(ValueError, match="augmentation of cifar10 .*pass augment=False"):
+        data.load_split("cifar10", "train", batch_size=4, limit=8, augment=True,
+                        extra=(rows,))
+    # digits has no augmentation: augment=True changes nothing, so extra is fine
+    (_, _, (got,)), = data.load_split("digits", "train", batch_size=8, limit=8, augment=True,
+                                      extra=(rows,))
+    np.testing.assert_array_equal(got, rows)
+    with pytest.raises(ValueError, match=r"extra\[1\] must have one row per example of "
+                                         r"digits's train split with limit=8, i.e. 8 rows"):
+        data.load_split("digits", "train", batch_size=4, limit=8, extra=(rows, rows[:5]))
+    with pytest.raises(ValueError, match="extra must be a non-empty tuple of arrays"):
+        data.load_split("digits", "train", batch_size=4, limit=8, extra=rows)
+    with pytest.raises(ValueError, match="i.e. 1437 rows"):
+        data.load_split("digits", "train", batch_size=4, extra=(rows,))
+
+
 # --- augmentation and evaluation transforms --------------------------------------------------
 
 

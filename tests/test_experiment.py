@@ -6,8 +6,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
-from pdc_utils import artifacts, config, experiment, training
+from pdc_utils import artifacts, config, data, experiment, features, training
 
 
 def _params(**overrides):
@@ -73,3 +74,92 @@ def test_a_damaged_parameters_file_is_named(isolated_run_dirs):
     artifacts.write_text_atomic(path, "{not json")
     with pytest.raises(ValueError, match="f1.json is damaged"):
         training.read_params(path, "02_baseline_training")
+
+
+# --- the frozen-reference feature cache --------------------------------------------------------
+
+
+def test_feature_cache_validity():
+    assert experiment.feature_cache_problem("reference", "digits", False) is None
+    assert experiment.feature_cache_problem("reference", "digits", True) is None  # no crops
+    assert experiment.feature_cache_problem("reference", "cifar10", False) is None
+    chain = experiment.feature_cache_problem("paper_code", "digits", False)
+    assert "change during training" in chain and "design reference" in chain
+    crops = experiment.feature_cache_problem("reference", "cifar10", True)
+    assert "augment=True on cifar10" in crops and "augment=False" in crops
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"design": "paper_code"}, "design paper_code .* change during training"),
+    ({"dataset": "cifar10", "augment": True}, "augment=True on cifar10 draws a new random"),
+])
+def test_feature_cache_on_is_refused_before_anything_is_loaded_or_trained(
+        overrides, reason, isolated_run_dirs, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("data was loaded before the parameters were refused")
+    monkeypatch.setattr(data, "load_split", no_loading)
+    with pytest.raises(ValueError, match=f"feature_cache='on' is not valid for this run: "
+                                         f"{reason}.*Use feature_cache='auto'"):
+        experiment.Experiment(_params(feature_cache="on", **overrides), progress=False)
+    assert not (isolated_run_dirs / "runs").exists()
+
+
+def _batch_parts(member):
+    return len(member.data(0).element_spec)
+
+
+def test_feature_cache_auto_is_used_where_valid_and_silently_off_elsewhere(isolated_run_dirs):
+    training.configure(0)
+    reference = experiment.Experiment(_params(), progress=False)
+    f1 = reference.build_network(0)
+    assert reference.feature_cache
+    assert _batch_parts(reference._member("f2_diverge", 1, 3.0, [f1])) == 3
+    assert _batch_parts(reference._member("f2_baseline", 1, 0.0, [f1])) == 3  # monitors f1
+    assert _batch_parts(reference._member("f1", 0)) == 2  # no reference, nothing to cache
+    off = experiment.Experiment(_params(feature_cache="off"), progress=False)
+    assert not off.feature_cache and _batch_parts(off._member("f2_diverge", 1, 3.0, [f1])) == 2
+    chain = experiment.Experiment(_params(design="paper_code"), progress=False)
+    assert not chain.feature_cache
+    assert _batch_parts(chain._member("f2_diverge", 1, 3.0, ["f2_baseline"])) == 2
+    with tfds.testing.mock_data(num_examples=8):
+        crops = experiment.Experiment(_params(dataset="cifar10", augment=True, train_limit=8,
+                                              test_limit=8), progress=False)
+        assert not crops.feature_cache
+        net = crops.build_network(0)
+        assert _batch_parts(crops._member("f2_diverge", 1, 3.0, [net])) == 2
+
+
+def test_cached_features_are_the_reference_features_of_the_unshuffled_images(
+        isolated_run_dirs, capsys):
+    training.configure(0)
+    exp = experiment.Experiment(_params(), progress=False)
+    f1 = exp.build_network(0)
+    (cached,) = exp.reference_features([f1])
+    unshuffled = data.load_split("digits", "train", batch_size=64, limit=64)
+    np.testing.assert_allclose(cached, features.predict(f1, unshuffled)["features"],
+                               rtol=1e-6, atol=1e-6)
+    assert exp.reference_features([f1])[0] is cached  # computed once, then kept
+    assert capsys.readouterr().out.count("computed once") == 1
+
+
+def test_a_network_trained_with_the_cache_is_the_one_trained_without(isolated_run_dirs, capsys):
+    """Same weights up to float rounding, the same recorded parameters: a run with another
+    feature_cache setting reuses it instead of training again."""
+    training.configure(0)
+    trained = {}
+    for mode, run_name in (("auto", "cached"), ("off", "live")):
+        exp = experiment.Experiment(_params(feature_cache=mode, run_name=run_name),
+                                    progress=False)
+        f1 = exp.build_network(0)
+        member = exp._member("f2_diverge", 1, 3.0, [f1])
+        assert _batch_parts(member) == (3 if mode == "auto" else 2)
+        trained[mode] = exp._fit([member], "f2_diverge")["f2_diverge"]
+    for a, b in zip(trained["auto"].get_weights(), trained["off"].get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    recorded = training.read_params(config.models_dir("cached") / "f2_diverge.json", "03")
+    assert "feature_cache" not in recorded
+    assert recorded == training.read_params(config.models_dir("live") / "f2_diverge.json", "03")
+    capsys.readouterr()
+    exp = experiment.Experiment(_params(feature_cache="off", run_name="cached"), progress=False)
+    exp._fit([exp._member("f2_diverge", 1, 3.0, [exp.build_network(0)])], "f2_diverge")
+    assert "reusing" in capsys.readouterr().out

@@ -63,6 +63,46 @@ def test_diverge_lowers_dcor_to_the_reference_and_leaves_it_unchanged(
     assert dcor["diverge"] < dcor["plain"] - 0.1, dcor
 
 
+@pytest.mark.parametrize(("penalty", "alpha"), [("v", 2.0), ("u", 2.0), ("u", 0.0)])
+def test_cached_reference_features_train_like_the_live_reference(penalty, alpha):
+    """Two steps with f1's features read from the batch give the weights and metrics of two
+    steps that run f1 (α = 0: the monitored dCor² only)."""
+    info = data.dataset_info("digits")
+    reference = _network(info, 0, 4)
+    limit = 128
+    unshuffled = data.load_split("digits", "train", batch_size=100, limit=limit)
+    cache = (features.predict(reference, unshuffled)["features"],)
+
+    def two_steps(extra):
+        net = _network(info, 1, 4)
+        model = training.DivergeModel(net, [reference], alpha=alpha, penalty=penalty,
+                                      weight_decay=5e-4)
+        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+        train = data.load_split("digits", "train", batch_size=64, shuffle=True, seed=0,
+                                limit=limit, epoch=0, extra=extra)
+        logs = model.fit(train, epochs=1, verbose=0, shuffle=False).history
+        return net.get_weights(), {k: v[-1] for k, v in logs.items()}
+
+    live_weights, live_logs = two_steps(None)
+    cached_weights, cached_logs = two_steps(cache)
+    assert set(cached_logs) == set(live_logs) >= {"loss", "ce", "accuracy", "dcor_sqr"}
+    for key, value in live_logs.items():
+        assert cached_logs[key] == pytest.approx(value, abs=1e-5), key
+    for live, cached in zip(live_weights, cached_weights, strict=True):
+        np.testing.assert_allclose(cached, live, rtol=1e-5, atol=1e-5)
+    assert live_logs["dcor_sqr"] != 0  # the penalty was computed, not skipped
+
+
+def test_a_sample_weight_is_not_taken_for_cached_features(digits):
+    info, train, _ = digits
+    x, y = next(iter(train))
+    model = training.DivergeModel(_network(info, 1, 4), [_network(info, 0, 4)], alpha=1.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    with pytest.raises(ValueError, match="third element of a training batch must be the "
+                                         "cached reference features: a tuple of 1 tensor"):
+        model.train_on_batch(x, y, sample_weight=tf.ones_like(y, tf.float32))
+
+
 def test_weight_decay_is_coupled_l2_as_in_pytorch_sgd(digits):
     """Two momentum steps: the L2 gradient wd·w must pass through momentum (coupled), which
     Keras' own decoupled ``weight_decay`` would not do."""
