@@ -574,7 +574,7 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
                                                    steps))
             model.optimizer.build(member.network.trainable_variables)
             models[member.name] = model
-    steps_of = {name: _EpochRunner(model, strategy) for name, model in models.items()}
+    steps_of = {name: EpochRunner(model, strategy) for name, model in models.items()}
 
     backup = _Backup(run_name, group, params, writer=chief)
     state = backup.load()
@@ -622,7 +622,7 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
     return results
 
 
-class _EpochRunner:
+class EpochRunner:
     """One model's training and evaluation epochs under a ``tf.distribute`` strategy.
 
     A plain loop in place of Keras' ``fit``, which fails under ``MultiWorkerMirroredStrategy``
