@@ -49,13 +49,14 @@ def timed(fn, repeats: int) -> float:
 
 
 def train_step(model: training.DivergeModel, batch: tuple) -> Callable[[], object]:
-    """One training step of ``model`` on ``batch`` through the series' own training loop
-    (:class:`pdc_utils.training.EpochRunner`, an epoch of one batch, metrics read at its end),
-    so all three steps are timed the way a run trains."""
+    """One training step of ``model`` on ``batch``: the compiled step of the series' own loop
+    (:class:`pdc_utils.training.EpochRunner`), so all three steps are timed the way a run
+    trains. The iterator is made once: making one (once per epoch in a run) sometimes takes
+    0.6 s here for an in-memory batch, which would swamp a one-step timing."""
     model.optimizer.build(model.network.trainable_variables)
     runner = training.EpochRunner(model, tf.distribute.get_strategy())
-    one_batch = tf.data.Dataset.from_tensors(batch)
-    return lambda: runner.train(one_batch)
+    batches = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    return lambda: runner.train_step(batches)
 
 
 def main() -> None:

@@ -635,8 +635,10 @@ class EpochRunner:
 
     def __init__(self, model: DivergeModel, strategy: tf.distribute.Strategy) -> None:
         self.model, self.strategy = model, strategy
-        self._train = self._compiled(model.train_step)
-        self._test = self._compiled(model.test_step)
+        #: compiled ``iterator -> bool``: one distributed step on the iterator's next batch,
+        #: False (and nothing done) when it is exhausted
+        self.train_step = self._compiled(model.train_step)
+        self.test_step = self._compiled(model.test_step)
 
     def _compiled(self, step: Callable) -> Callable:
         replica_step = tf.function(step, jit_compile=True) if on_gpu() else step
@@ -661,14 +663,14 @@ class EpochRunner:
     def train(self, data: tf.data.Dataset) -> dict[str, float]:
         """One training epoch; the mean metrics over its batches. Afterwards the replicas'
         batch-normalisation statistics are averaged (:func:`distribute.average_over_replicas`)."""
-        logs = self._epoch(self._train, data, "")
+        logs = self._epoch(self.train_step, data, "")
         distribute.average_over_replicas(self.strategy,
                                          self.model.network.non_trainable_variables)
         return logs
 
     def evaluate(self, data: tf.data.Dataset, prefix: str = "") -> dict[str, float]:
         """The metrics on ``data`` (no update), names prefixed with ``prefix``."""
-        return self._epoch(self._test, data, prefix)
+        return self._epoch(self.test_step, data, prefix)
 
 
 def _steps_per_epoch(data: TrainData) -> int:
