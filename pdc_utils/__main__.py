@@ -12,6 +12,16 @@ import time
 from pdc_utils import config, run
 
 
+def _add_run_options(command: argparse.ArgumentParser, run_name_help: str) -> None:
+    """The options ``run`` and ``train`` share: profile, run name, overrides, progress."""
+    command.add_argument("--profile", default="quick", choices=list(config.PROFILES),
+                         help="parameter profile (default: quick)")
+    command.add_argument("--run-name", default=None, help=run_name_help)
+    command.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                         help="override one profile parameter, e.g. -p epochs=5 (repeatable)")
+    command.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pdc_utils",
@@ -19,25 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     go = commands.add_parser("run", help="execute the notebooks in order with papermill")
-    go.add_argument("--profile", default="quick", choices=list(config.PROFILES),
-                    help="parameter profile (default: quick)")
-    go.add_argument("--run-name", default=None,
-                    help="folder under runs/ and figures/ (default: the profile's name)")
-    go.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one profile parameter, e.g. -p epochs=5 (repeatable)")
+    _add_run_options(go, "folder under runs/ and figures/ (default: the profile's name)")
     go.add_argument("--notebooks", default=None,
                     help="comma-separated notebook numbers to run, e.g. 02,03 (default: all)")
-    go.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     train = commands.add_parser(
         "train", help="train (or reuse) every network of a run, without the notebooks; "
         "with -p strategy=multi_worker, run it on every worker (TF_CONFIG)")
-    train.add_argument("--profile", default="quick", choices=list(config.PROFILES),
-                       help="parameter profile (default: quick)")
-    train.add_argument("--run-name", default=None,
-                       help="folder under runs/ (default: the profile's name)")
-    train.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one profile parameter (repeatable)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_run_options(train, "folder under runs/ (default: the profile's name)")
     commands.add_parser("profiles", help="list the profiles and their parameters")
     copies = commands.add_parser("student-copies",
                                  help="write the notebooks without their solution cells")
