@@ -78,7 +78,8 @@ def sigterm_raises() -> Iterator[None]:
 START_UP_NOISE = re.compile(
     r"(WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|[IWE]0000 [^\n]*?\] (oneDNN custom operations|Could not find cuda drivers"
-    r"|failed call to cuInit|This TensorFlow binary is optimized)"
+    r"|failed call to cuInit|This TensorFlow binary is optimized"
+    r"|Input of GeneratorDatasetOp::Dataset will not be optimized)"
     r"|To enable the following instructions: [^\n]* rebuild TensorFlow"
     r"|\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption)[^\n]*\n?")
 
@@ -364,6 +365,25 @@ def train_networks(profile: str = "quick", *, run_name: str | None = None,
     return [config.models_dir(params["run_name"]) / f"{name}.keras" for name in names]
 
 
+def _trained_on(run: str) -> str:
+    """Where the run's networks were trained (their ``.json`` records), e.g. "f1, f2_baseline:
+    MultiWorkerMirroredStrategy, 8 replica(s) on 2 worker(s)"; a `train` command may have
+    trained them under another strategy than the notebooks ran with."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted(config.models_dir(run).glob("*.json")):
+        try:
+            where = artifacts.read_json(path).get("trained_on")
+        except ValueError:
+            continue
+        if where:
+            text = (f"{where['strategy']}, {where['replicas']} replica(s) on "
+                    f"{where['workers']} worker(s)")
+            groups.setdefault(text, []).append(path.stem)
+    if not groups:
+        return "not recorded"
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in groups.items())
+
+
 def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str, float]) -> Path:
     """Write ``runs/<run>/summary.md``: tables, parameters, versions, device, wall times.
 
@@ -394,6 +414,7 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
               f"- precision: {env.get('precision_policy', 'n/a')}, seed {params.get('seed')}",
               f"- strategy: {env.get('strategy', 'n/a')}, {env.get('replicas', 'n/a')} "
               f"replica(s)",
+              f"- networks trained under: {_trained_on(run)}",
               "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), "",
               "## Wall time per notebook", ""]
     lines += [f"- {name}: {seconds:.1f} s" for name, seconds in timings.items()]

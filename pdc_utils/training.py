@@ -394,13 +394,21 @@ def _member_paths(run_name: str, name: str) -> dict[str, Path]:
             "history": config.results_dir(run_name) / f"history_{name}.csv"}
 
 
+#: The key of a model's ``.json`` that says where it was trained (strategy, replicas,
+#: workers): a record for the reader, not a parameter (a network trained on 8 GPUs is reused
+#: by a one-GPU run with the same parameters).
+TRAINED_ON = "trained_on"
+
+
 def _finished(run_name: str, name: str, params: dict[str, Any]) -> bool:
     paths = _member_paths(run_name, name)
     if not all(p.exists() for p in paths.values()):
         return False
     try:
         pd.read_csv(paths["history"])
-        return artifacts.read_json(paths["params"]) == params
+        recorded = artifacts.read_json(paths["params"])
+        recorded.pop(TRAINED_ON, None)  # where it ran does not change what it is
+        return recorded == params
     except (ValueError, pd.errors.ParserError):  # a damaged file: retrain, keep it aside
         return False
 
@@ -560,6 +568,9 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
 
     strategy = strategy or tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)  # on other workers of a multi-worker run: no files
+    trained_on = {"strategy": type(strategy).__name__,
+                  "replicas": strategy.num_replicas_in_sync,
+                  "workers": distribute.num_workers(strategy)}
     if chief:
         _keep_aside(run_name, names)
     models: dict[str, DivergeModel] = {}
@@ -616,7 +627,8 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
         if chief:
             save_network(member.network, paths["model"])
             artifacts.write_csv_atomic(paths["history"], history)
-            artifacts.write_json_atomic(paths["params"], params[member.name])
+            artifacts.write_json_atomic(paths["params"],
+                                        {**params[member.name], TRAINED_ON: trained_on})
         results[member.name] = (member.network, history)
     backup.remove()
     return results

@@ -360,6 +360,8 @@ def test_start_up_noise_is_cut_and_real_errors_pass(capfd):
     lines = ("WARNING: All log messages before absl::InitializeLog() is called are written\\n"
              "I0000 00:00:1.5 22 port.cc:153] oneDNN custom operations are on.\\n"
              "bar 3/19\\rE0000 00:00:1.7 23 cuda_platform.cc:52] failed call to cuInit: 303\\n"
+             "W0000 00:00:1.8 25 dataset.cc:997] Input of GeneratorDatasetOp::Dataset will "
+             "not be optimized because ...\\n"
              "E0000 00:00:1.8 24 real.cc:9] a real error\\n")
     with run.start_up_noise_filtered():
         subprocess.run([sys.executable, "-c", f"import sys; sys.stderr.write('{lines}')"],
@@ -367,6 +369,7 @@ def test_start_up_noise_is_cut_and_real_errors_pass(capfd):
     err = capfd.readouterr().err
     assert "a real error" in err and "bar 3/19" in err
     assert "oneDNN" not in err and "cuInit" not in err and "absl" not in err
+    assert "GeneratorDatasetOp" not in err
 
 
 def test_summary_shows_only_tables_made_with_its_parameters(isolated_run_dirs):
@@ -384,3 +387,16 @@ def test_summary_shows_only_tables_made_with_its_parameters(isolated_run_dirs):
     dcor_section = text.split("dCor² of penultimate features")[1][:400]
     assert "Not shown" in dcor_section and "'width': 4" in dcor_section
     assert "--notebooks 03" in dcor_section
+
+
+def test_summary_says_where_the_networks_were_trained(isolated_run_dirs):
+    from pdc_utils import artifacts
+
+    params = run.resolve_parameters("smoke", "where", {})
+    models = config.models_dir("where")
+    for name, workers in (("f1", 2), ("f2_diverge", 2), ("f2_baseline", 1)):
+        artifacts.write_json_atomic(models / f"{name}.json", {"trained_on": {
+            "strategy": "S", "replicas": 2, "workers": workers}})
+    text = run.write_summary("smoke", params, {}).read_text()
+    assert ("- networks trained under: f1, f2_diverge: S, 2 replica(s) on 2 worker(s); "
+            "f2_baseline: S, 2 replica(s) on 1 worker(s)") in text

@@ -67,12 +67,20 @@ def weights(runs: Path) -> dict[str, list[np.ndarray]]:
 
 
 def assert_same_networks(a: Path, b: Path) -> None:
+    """Same weights, histories and parameters; ``b`` was trained by two workers."""
     for name, (left, right) in {n: (weights(a)[n], weights(b)[n]) for n in NETWORKS}.items():
         assert len(left) == len(right), name
         for x, y in zip(left, right, strict=True):
             np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-7, err_msg=name)
-        for kind in (f"models/{name}.json", f"results/history_{name}.csv"):
-            assert (a / "mw" / kind).read_text() == (b / "mw" / kind).read_text(), kind
+        history = f"results/history_{name}.csv"
+        assert (a / "mw" / history).read_text() == (b / "mw" / history).read_text(), history
+        params = [json.loads((run / "mw" / "models" / f"{name}.json").read_text())
+                  for run in (a, b)]
+        assert params[0].pop("trained_on") == {"strategy": "MirroredStrategy", "replicas": 2,
+                                               "workers": 1}
+        assert params[1].pop("trained_on") == {
+            "strategy": "MultiWorkerMirroredStrategy", "replicas": 2, "workers": 2}
+        assert params[0] == params[1]
 
 
 @pytest.fixture(scope="module")
