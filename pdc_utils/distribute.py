@@ -173,3 +173,13 @@ def average_over_replicas(strategy: tf.distribute.Strategy, variables: list) -> 
         value = getattr(variable, "value", variable)  # a Keras variable wraps a tf.Variable
         local = strategy.run(lambda v=value: tf.identity(v))
         value.assign(strategy.reduce(tf.distribute.ReduceOp.MEAN, local, axis=None))
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The ``strategy`` parameter value that describes ``strategy``: ``multi_worker``,
+    ``mirrored`` or ``default`` (one device)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    return "default"

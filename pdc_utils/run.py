@@ -367,7 +367,7 @@ def train_networks(profile: str = "quick", *, run_name: str | None = None,
 
 def _trained_on(run: str) -> str:
     """Where the run's networks were trained (their ``.json`` records), e.g. "f1, f2_baseline:
-    MultiWorkerMirroredStrategy, 8 replica(s) on 2 worker(s)"; a `train` command may have
+    multi_worker, 8 replica(s) on 2 worker(s)"; a `train` command may have
     trained them under another strategy than the notebooks ran with."""
     groups: dict[str, list[str]] = {}
     for path in sorted(config.models_dir(run).glob("*.json")):

@@ -568,7 +568,7 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
 
     strategy = strategy or tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)  # on other workers of a multi-worker run: no files
-    trained_on = {"strategy": type(strategy).__name__,
+    trained_on = {"strategy": distribute.strategy_name(strategy),
                   "replicas": strategy.num_replicas_in_sync,
                   "workers": distribute.num_workers(strategy)}
     if chief:

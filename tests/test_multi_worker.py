@@ -76,10 +76,10 @@ def assert_same_networks(a: Path, b: Path) -> None:
         assert (a / "mw" / history).read_text() == (b / "mw" / history).read_text(), history
         params = [json.loads((run / "mw" / "models" / f"{name}.json").read_text())
                   for run in (a, b)]
-        assert params[0].pop("trained_on") == {"strategy": "MirroredStrategy", "replicas": 2,
+        assert params[0].pop("trained_on") == {"strategy": "mirrored", "replicas": 2,
                                                "workers": 1}
-        assert params[1].pop("trained_on") == {
-            "strategy": "MultiWorkerMirroredStrategy", "replicas": 2, "workers": 2}
+        assert params[1].pop("trained_on") == {"strategy": "multi_worker", "replicas": 2,
+                                               "workers": 2}
         assert params[0] == params[1]
 
 
