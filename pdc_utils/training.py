@@ -518,7 +518,8 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
 
     Files, under ``runs/<run_name>/``: ``models/<name>.keras`` (the plain network),
     ``models/<name>.json`` (what it was trained with and against: parameters, seed, the
-    references' weight digests or chain names), ``results/history_<name>.csv`` (per-epoch
+    references' weight digests or chain names; and, as a record only, ``trained_on``: strategy,
+    replicas, workers), ``results/history_<name>.csv`` (per-epoch
     metrics and learning rate), ``tensorboard/<name>/`` (the same metrics, live, for
     ``tensorboard --logdir runs/<run_name>/tensorboard``) and, while training,
     ``backup/<group>/`` (see ``_Backup``): a killed training resumes from its last finished
@@ -526,8 +527,9 @@ def train_group(members: Sequence[Member], test_data: tf.data.Dataset, *, group:
 
     Under a ``strategy`` (see :mod:`pdc_utils.distribute`; build the networks in its scope
     too) the wrappers and optimisers are made in its scope, each batch is split over the
-    replicas and the penalty is computed on the global batch. Under ``multi_worker`` every
-    worker calls this with the same arguments; only the chief writes files.
+    replicas and the penalty is computed on the global batch (each epoch runs in an
+    :class:`EpochRunner`). Under ``multi_worker`` every worker calls this with the same
+    arguments; only the chief writes files.
 
     If every member's files exist and were made with the same parameters, nothing is trained
     and the saved networks are returned: rerunning a notebook does not redo finished work.
