@@ -1,9 +1,12 @@
 """Networks that map [0, 1] images to ``(logits, features)``.
 
-``features`` are the global-average-pooled penultimate activations, the representation whose
-distance correlation diverge training penalises; ``logits`` come from one Dense layer on top of
-them. Both are float32, also under a ``mixed_float16`` policy (their layers have dtype
-float32), because dCor and the cross-entropy are computed in float32.
+``features`` are the global-average-pooled penultimate activations, flattened: the
+representation whose distance correlation diverge training penalises, the tensor the paper's
+code takes (φ, torchvision's ``avgpool`` output, which feeds the network's ``classifier``).
+``logits`` come from torchvision's classifier for the network, built on top of ``features``
+(see *Heads* below). Both are float32, also under a ``mixed_float16`` policy (the layers
+``"features"`` and ``"logits"`` have dtype float32), because dCor and the cross-entropy are
+computed in float32.
 
 Each model's first layer after the input is a ``keras.layers.Normalization`` holding the
 dataset's mean and std, so models take [0, 1] images and attacks work in pixel units. Models
@@ -20,13 +23,34 @@ Networks (:data:`pdc_utils.config.NETWORKS`):
   Conv kernels and batch norm follow torchvision (He normal fan-out init, BN momentum 0.1 in
   PyTorch's convention, epsilon 1e-5).
 - ``mobilenet_v3_small`` and ``efficientnet_b0`` from ``keras.applications`` (random weights,
-  ``include_top=False``), with our pooling + Dense head. Their own preprocessing is neutralised
-  so that images are normalised exactly once, by our Normalization layer:
-  MobileNetV3 is built with ``include_preprocessing=False``. EfficientNet-B0 always starts with
-  ``Rescaling(1/255)`` followed by a ``Normalization`` that, without ImageNet weights, holds
-  mean 0 and variance 1 (the identity); we therefore multiply our normalised tensor by 255
-  (a ``Rescaling(255)`` layer named ``"undo_efficientnet_rescaling"``) before it, and the two
-  rescalings cancel. Both need inputs of at least 32x32 (a keras.applications limit).
+  ``include_top=False``), with torchvision's heads built here (*Heads* below). Their own
+  preprocessing is neutralised so that images are normalised exactly once, by our
+  Normalization layer: MobileNetV3 is built with ``include_preprocessing=False``.
+  EfficientNet-B0 always starts with ``Rescaling(1/255)`` followed by a ``Normalization``
+  that, without ImageNet weights, holds mean 0 and variance 1 (the identity); we therefore
+  multiply our normalised tensor by 255 (a ``Rescaling(255)`` layer named
+  ``"undo_efficientnet_rescaling"``) before it, and the two rescalings cancel. Both need
+  inputs of at least 32x32 (a keras.applications limit).
+
+Heads (torchvision's ``fc`` / ``classifier``), each on the 2-D ``features`` tensor:
+
+- ResNets: ``"logits"`` Dense, as torchvision's ``fc``; no dropout.
+- MobileNetV3-Small: Dense(``last_channel``) ``"classifier_hidden"``, hard-swish
+  ``"classifier_hardswish"``, Dropout(0.2) ``"classifier_dropout"``, Dense ``"logits"``
+  (torchvision: Linear 576→1024, Hardswish, Dropout(p=0.2), Linear 1024→classes).
+  ``last_channel = make_divisible(1024 * width / 64, 8)``, torchvision's scaling with the
+  width multiplier (1024 at width 64; Keras' own top scales it only for alpha > 1).
+  ``features`` is the pooled output of the last 1x1 conv (576-d at width 64, 144-d at width
+  16), *not* the 1024-d hidden layer: in torchvision that layer is the first Linear of
+  ``classifier``, and the paper's code takes the pooled tensor before the classifier.
+- EfficientNet-B0: Dropout(0.2) ``"classifier_dropout"``, Dense ``"logits"`` (torchvision:
+  Dropout(p=0.2), Linear 1280→classes); ``features`` is 1280-d.
+
+Dropout acts only when the network is called with ``training=True`` (the training step);
+attacks, evaluation and feature extraction call it with ``training=False`` (or through
+``predict``), where it is the identity and the network is deterministic. There, ``logits``
+is the classifier applied to ``features``: the ``"logits"`` layer alone for ResNets, the
+layers after ``"features"``, in order, for the other two.
 """
 
 from __future__ import annotations
@@ -45,6 +69,10 @@ CIFAR_STEM_MAX_SIDE = 64
 APPLICATIONS_MIN_SIDE = 32
 #: Default width: the standard networks (64 channels in the first ResNet stage).
 STANDARD_WIDTH = 64
+#: torchvision's dropout before the last Linear of MobileNetV3 and EfficientNet-B0.
+CLASSIFIER_DROPOUT = 0.2
+#: torchvision's MobileNetV3-Small ``last_channel`` (classifier hidden width) at width 64.
+MOBILENET_V3_SMALL_LAST_CHANNEL = 1024
 
 _RESNETS = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -114,6 +142,31 @@ def _resnet_body(x, network: str, width: int, stem: str):
     return x
 
 
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """torchvision's ``_make_divisible``: the nearest multiple of ``divisor`` (at least
+    ``divisor``), rounded up when rounding to nearest would lose more than 10%."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def mobilenet_v3_small_last_channel(width: int = STANDARD_WIDTH) -> int:
+    """Hidden width of MobileNetV3-Small's classifier at ``width`` (torchvision's rule)."""
+    return make_divisible(MOBILENET_V3_SMALL_LAST_CHANNEL * width / STANDARD_WIDTH)
+
+
+def _head(x, name: str, num_classes: int, width: int):
+    """Pool to ``features`` and apply torchvision's classifier; ``(logits, features)``."""
+    features = layers.GlobalAveragePooling2D(dtype="float32", name="features")(x)
+    y = features
+    if name == "mobilenet_v3_small":
+        y = layers.Dense(mobilenet_v3_small_last_channel(width), name="classifier_hidden")(y)
+        y = layers.Activation("hard_swish", name="classifier_hardswish")(y)
+    if name in ("mobilenet_v3_small", "efficientnet_b0"):
+        y = layers.Dropout(CLASSIFIER_DROPOUT, name="classifier_dropout")(y)
+    logits = layers.Dense(num_classes, dtype="float32", name="logits")(y)
+    return logits, features
+
+
 def _check_params(name: str, info: DatasetInfo, width: int, stem: str) -> None:
     if name not in config.NETWORKS:
         raise ValueError(f"unknown network {name!r}; valid networks: {', '.join(config.NETWORKS)}")
@@ -147,7 +200,8 @@ def build_network(
     """Build network ``name`` for dataset ``info``: [0, 1] images -> ``[logits, features]``.
 
     ``width`` is the first ResNet stage's channel count (64 is the standard network); for
-    MobileNetV3-Small it sets ``alpha = width / 64``; EfficientNet-B0 accepts only 64. ``stem``
+    MobileNetV3-Small it sets ``alpha = width / 64`` and the classifier's hidden width
+    (:func:`mobilenet_v3_small_last_channel`); EfficientNet-B0 accepts only 64. ``stem``
     applies to ResNets (``auto``, ``cifar`` or ``imagenet``). Weights are drawn from Keras'
     global seed, so ``keras.utils.set_random_seed`` makes the build deterministic.
     """
@@ -171,6 +225,5 @@ def build_network(
         x = keras.applications.EfficientNetB0(
             input_tensor=x, include_top=False, weights=None
         ).output
-    features = layers.GlobalAveragePooling2D(dtype="float32", name="features")(x)
-    logits = layers.Dense(info.num_classes, dtype="float32", name="logits")(features)
+    logits, features = _head(x, name, info.num_classes, width)
     return keras.Model(inputs, [logits, features], name=name)
