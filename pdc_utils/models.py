@@ -46,6 +46,11 @@ Heads (torchvision's ``fc`` / ``classifier``), each on the 2-D ``features`` tens
 - EfficientNet-B0: Dropout(0.2) ``"classifier_dropout"``, Dense ``"logits"`` (torchvision:
   Dropout(p=0.2), Linear 1280→classes); ``features`` is 1280-d.
 
+The Dense layers of these two heads are initialised as torchvision initialises its Linear
+layers (zero biases; kernels N(0, 0.01) for MobileNetV3, U(±1/sqrt(outputs)) for
+EfficientNet); the ResNets' ``"logits"`` keeps Keras' default (Glorot uniform), and the
+keras.applications backbones keep Keras' initialisers.
+
 Dropout acts only when the network is called with ``training=True`` (the training step);
 attacks, evaluation and feature extraction call it with ``training=False`` (or through
 ``predict``), where it is the identity and the network is deterministic. There, ``logits``
@@ -154,16 +159,31 @@ def mobilenet_v3_small_last_channel(width: int = STANDARD_WIDTH) -> int:
     return make_divisible(MOBILENET_V3_SMALL_LAST_CHANNEL * width / STANDARD_WIDTH)
 
 
+def _classifier_init(name: str, units: int) -> keras.initializers.Initializer | str:
+    """torchvision's init of a classifier Linear with ``units`` outputs (a fresh instance per
+    layer; biases are zero, Keras' default): MobileNetV3 N(0, 0.01), EfficientNet
+    U(±1/sqrt(units)). ResNets keep Keras' default (Glorot uniform)."""
+    if name == "mobilenet_v3_small":
+        return keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
+    if name == "efficientnet_b0":
+        limit = 1.0 / np.sqrt(units)
+        return keras.initializers.RandomUniform(-limit, limit)
+    return "glorot_uniform"
+
+
 def _head(x, name: str, num_classes: int, width: int):
     """Pool to ``features`` and apply torchvision's classifier; ``(logits, features)``."""
     features = layers.GlobalAveragePooling2D(dtype="float32", name="features")(x)
     y = features
     if name == "mobilenet_v3_small":
-        y = layers.Dense(mobilenet_v3_small_last_channel(width), name="classifier_hidden")(y)
+        hidden = mobilenet_v3_small_last_channel(width)
+        y = layers.Dense(hidden, kernel_initializer=_classifier_init(name, hidden),
+                         name="classifier_hidden")(y)
         y = layers.Activation("hard_swish", name="classifier_hardswish")(y)
     if name in ("mobilenet_v3_small", "efficientnet_b0"):
         y = layers.Dropout(CLASSIFIER_DROPOUT, name="classifier_dropout")(y)
-    logits = layers.Dense(num_classes, dtype="float32", name="logits")(y)
+    logits = layers.Dense(num_classes, kernel_initializer=_classifier_init(name, num_classes),
+                          dtype="float32", name="logits")(y)
     return logits, features
 
 

@@ -99,6 +99,11 @@ def test_mobilenet_v3_small_head_is_torchvisions(width, feature_size, hidden):
     assert isinstance(dropout, keras.layers.Dropout) and dropout.rate == 0.2
     assert isinstance(logits, keras.layers.Dense) and logits.kernel.shape == (hidden, 10)
     assert logits.dtype_policy.name == "float32"
+    # torchvision's init of its Linear layers: N(0, 0.01) kernels, zero biases.
+    for layer in (dense, logits):
+        kernel = layer.kernel.numpy()
+        assert abs(kernel.std() - 0.01) < 0.001 and abs(kernel.mean()) < 0.001
+        assert not layer.bias.numpy().any()
 
 
 def test_efficientnet_b0_head_is_torchvisions():
@@ -108,6 +113,10 @@ def test_efficientnet_b0_head_is_torchvisions():
     dropout, logits = classifier_layers(model)
     assert isinstance(dropout, keras.layers.Dropout) and dropout.rate == 0.2
     assert isinstance(logits, keras.layers.Dense) and logits.kernel.shape == (1280, 10)
+    # torchvision's init of its Linear: U(±1/sqrt(out_features)) kernel, zero bias.
+    kernel, limit = logits.kernel.numpy(), 1 / np.sqrt(10)
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.95 * limit
+    assert abs(kernel.std() - limit / np.sqrt(3)) < 0.01 and not logits.bias.numpy().any()
 
 
 @pytest.mark.parametrize("name, width", [("mobilenet_v3_small", 16), ("efficientnet_b0", 64)])
