@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pdc_utils import artifacts, data, models, training  # noqa: E402
+from pdc_utils import artifacts, data, models, objective, training  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_training.md"
 
@@ -48,7 +48,7 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def train_step(model: training.DivergeModel, batch: tuple) -> Callable[[], object]:
+def train_step(model: objective.DivergeModel, batch: tuple) -> Callable[[], object]:
     """One training step of ``model`` on ``batch``: the compiled step of the series' own loop
     (:class:`pdc_utils.training.EpochRunner`), so all three steps are timed the way a run
     trains. The iterator is made once: making one (once per epoch in a run) sometimes takes
@@ -70,11 +70,11 @@ def main() -> None:
     x = tf.random.uniform((batch, *info.image_shape))
     y = tf.random.uniform((batch,), maxval=info.num_classes, dtype=tf.int32)
     f1 = models.build_network("resnet18", info, width=width)
-    plain = training.DivergeModel(models.build_network("resnet18", info, width=width),
+    plain = objective.DivergeModel(models.build_network("resnet18", info, width=width),
                                   weight_decay=5e-4)
-    diverge = training.DivergeModel(models.build_network("resnet18", info, width=width), [f1],
+    diverge = objective.DivergeModel(models.build_network("resnet18", info, width=width), [f1],
                                     alpha=0.05, weight_decay=5e-4)
-    cached = training.DivergeModel(models.build_network("resnet18", info, width=width), [f1],
+    cached = objective.DivergeModel(models.build_network("resnet18", info, width=width), [f1],
                                    alpha=0.05, weight_decay=5e-4)
     _, features = f1(x, training=False)
     step = {}
@@ -90,7 +90,7 @@ def main() -> None:
     @tf.function
     def dcor_forward_backward():
         with tf.GradientTape() as tape:
-            value = training.feature_penalty(features2, [features])
+            value = objective.feature_penalty(features2, [features])
         return tape.gradient(value, features2)
 
     reference_forward()

@@ -1,28 +1,45 @@
-"""Does diverge training make f1's adversarial examples transfer less? The study on digits.
+"""Choose on validation data: which setting of diverge training, which ε grid, which controls.
 
-Cells: design ∈ {reference, paper_code} × penalty ∈ {v, u} × α ∈ {0.05, 0.3, 1, 3}, each with
-K seed pairs (quick profile recipe). One attacker f1 (seed 0) is shared by every cell and
-attacks once per (attack, ε); every network of every cell is scored on the same adversarial
-images. Per cell: exact test-set V and U dCor² to the attacker and (paper_code) to the chain
-references, the effective dimension of the features, clean accuracy, diverged − baseline per
-attack and ε with a 95 % t-interval over seeds, and the input-gradient cosine to the attacker.
+Every choice the series makes about diverge training is made here, on the **validation**
+split (288 digits images carved from the training data, never trained on) with **validation
+attackers** (f1 and two independent attackers, seeds 0, 900001, 900002), by rules fixed below
+before this script was first run. The test split is not touched: ``diverge_confirm.py`` then
+trains the chosen settings again on fresh seeds and scores them on the test split once.
 
-Training is resumable and reused (the runs live in ``runs/_diverge_study/`` unless
-``PDC_RUNS_DIR`` says otherwise), so an interrupted study continues where it stopped.
+Stage 1 trains, with 5 seed pairs each (the ``quick`` recipe, seed 0):
+- dCor cells: design ∈ {reference, paper_code} × penalty ∈ {v, u} × α ∈ {0.05, 0.3, 1, 3};
+- GAL cells (the standard baseline for reducing transfer): reference design, penalty
+  ``grad_align``, α ∈ {0.3, 1, 3}.
+Stage 2 trains the spread-keeping term ``keep_dim`` ∈ {0.3, 1, 3} at the chosen reference
+setting. Every network is scored on every validation attacker's FGM and PGD images (pixel
+protocol, PGD 40 steps of 0.01, no random start) at ε ∈ {0.03, 0.05, 0.1, 0.2, 0.3}.
 
-    python bench/diverge_study.py [--seeds 5] [--alphas 0.05 0.3 1 3] [--designs ...]
-        [--paper-code-alphas 0.05 1] [--penalties v u] [--out diverge_study]
+The rules (``choose``), in order:
+1. **ε grid**: for each target of f1-family white-box PGD accuracy 75 %, 40 % and 10 %
+   (mild, medium, strong; mean over the validation attackers), the candidate ε closest to it.
+2. **Setting, per design**: among the dCor cells of that design whose mean clean-accuracy
+   cost (diverged − baseline, over pairs) is at most 1 point, the one with the largest mean
+   diverged − baseline accuracy over both attacks, the rule-1 ε and all validation attackers
+   (each attacker weighted equally). If none costs at most 1 point, the cheapest.
+3. **GAL's α**: the GAL cell whose mean clean cost is closest to that of the chosen
+   reference-design setting (ties: the smaller α): GAL at a matched clean-accuracy cost.
+4. **keep_dim**: the smallest value whose diverged networks keep a mean effective dimension
+   of at least 80 % of their baselines' (validation features); if none does, the largest.
+The quick profile takes rule 2's reference-design setting and rule 1's grid.
 
-The U penalty's clamp at 0 was chosen with
-``python bench/diverge_study.py --designs reference --penalties u u_raw --alphas 1 --out
-u_clamp``.
+Writes ``bench/results/diverge_study.{md,csv,png}`` (``--out``), the differences with their
+intervals, p-values, Holm and Benjamini–Hochberg over the study's whole family, and
+``bench/results/diverge_selection.json``. Runs live in ``runs/_diverge_study/`` unless
+``PDC_RUNS_DIR`` says otherwise; an interrupted study resumes.
+
+    python bench/diverge_study.py [--seeds 5] [--out diverge_study]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import shutil
 import time
 from datetime import date
 from pathlib import Path
@@ -35,241 +52,237 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from study_common import ATTACKS, Cell, differences, interval, score, train_cells  # noqa: E402
 
-from pdc_utils import attacks, config, experiment, features, training  # noqa: E402
+from pdc_utils import config, evidence, training  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-EPS_GRID = [0.03, 0.05, 0.1, 0.2, 0.3]
+CANDIDATE_EPS = [0.03, 0.05, 0.1, 0.2, 0.3]
+WHITE_BOX_TARGETS = (75.0, 40.0, 10.0)
+MAX_CLEAN_COST = 1.0
+MIN_DIM_SHARE = 0.8
+ALPHAS = [0.05, 0.3, 1.0, 3.0]
+GAL_ALPHAS = [0.3, 1.0, 3.0]
+KEEP_DIMS = [0.3, 1.0, 3.0]
+N_ATTACKERS = 3
 
 
-def _copy_finished(source: str, target: str, names: list[str]) -> None:
-    """Put finished networks of run ``source`` into run ``target`` (reused, not retrained)."""
-    for name in names:
-        for sub, file in (("models", f"{name}.keras"), ("models", f"{name}.json"),
-                          ("results", f"history_{name}.csv")):
-            src = config.run_dir(source) / sub / file
-            dst = config.run_dir(target) / sub / file
-            if src.exists() and not dst.exists():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dst)
+def choose_eps(white_box: pd.DataFrame) -> list[float]:
+    """Rule 1: the candidate ε closest to each white-box PGD accuracy target."""
+    pgd = white_box[white_box["attack"] == "pgd"].groupby("eps")["accuracy"].mean()
+    chosen = []
+    for target in WHITE_BOX_TARGETS:
+        left = pgd.drop(chosen)
+        chosen.append(float((left - target).abs().idxmin()))
+    return sorted(chosen)
 
 
-def train_cell(params: dict, shared: str | None) -> experiment.Experiment:
-    exp = experiment.Experiment(params, progress=False)
-    if shared:  # f1, and under the reference design the baselines, do not depend on α
-        names = [experiment.ATTACKER]
-        if params["design"] == "reference":
-            names += [b for b, _ in exp.pairs]
-        _copy_finished(shared, params["run_name"], names)
-    f1 = exp.attacker()
-    exp.baselines(f1)
-    exp.diverged(f1)
-    return exp
+def attack_score(diffs: pd.DataFrame, cell: str, eps: list[float], n_attackers: int) -> float:
+    """Mean diverged − baseline over both attacks, ``eps`` and all attackers (equal weight)."""
+    rows = diffs[(diffs["cell"] == cell) & diffs["eps"].isin(eps)
+                 & diffs["attack"].isin(ATTACKS)]
+    weight = rows["attackers"].map({evidence.REFERENCE_ATTACKER: 1,
+                                    evidence.OTHER_ATTACKERS: n_attackers - 1})
+    return float((rows["difference"] * weight).sum() / weight.sum())
 
 
-def cell_rows(cell: dict, exp: experiment.Experiment, test) -> list[dict]:
-    nets = {**exp.all_networks(), **exp.load(exp.chain_members, "03_diverge_training")}
-    outputs = {n: features.predict(net, test) for n, net in nets.items()}
-    accuracy = {n: 100 * float(np.mean(o["predictions"] == o["labels"]))
-                for n, o in outputs.items()}
-    refs = {n: [r for r in exp.references_of(n) if r != "f1"] for n in nets}
-    table = features.feature_dcor_table({n: o["features"] for n, o in outputs.items()},
-                                        reference="f1", references=refs)
-    rows = []
-    for s, (base, div) in enumerate(exp.pairs):
-        for role, name in (("baseline", base), ("diverge", div)):
-            own = table[table["model"] == name]
-            to_f1 = own[own["reference"] == "f1"].iloc[0]
-            to_refs = own[own["reference"] != "f1"]
-            rows.append({**cell, "seed": s, "role": role, "name": name,
-                         "v_to_f1": to_f1["dcor_sqr"], "u_to_f1": to_f1["u_dcor_sqr"],
-                         "v_to_refs": to_refs["dcor_sqr"].mean() if len(to_refs) else np.nan,
-                         "u_to_refs": to_refs["u_dcor_sqr"].mean() if len(to_refs) else np.nan,
-                         "effective_dim": to_f1["effective_dim"],
-                         "top_pc_fraction": to_f1["top_pc_fraction"],
-                         "clean": accuracy[name]})
-    return rows
+def clean_cost(diffs: pd.DataFrame, cell: str) -> float:
+    return float(diffs[(diffs["cell"] == cell) & (diffs["attack"] == "clean")]
+                 ["difference"].iloc[0])
 
 
-def _interval(values: np.ndarray) -> str:
-    from scipy import stats
+def choose_setting(diffs: pd.DataFrame, cells: list[Cell], eps: list[float],
+                   n_attackers: int) -> Cell:
+    """Rule 2 over ``cells`` (one design's dCor cells)."""
+    cheap = [c for c in cells if clean_cost(diffs, c.name) >= -MAX_CLEAN_COST]
+    if not cheap:
+        return max(cells, key=lambda c: clean_cost(diffs, c.name))
+    return max(cheap, key=lambda c: attack_score(diffs, c.name, eps, n_attackers))
 
-    n = values.size
-    half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
-    mark = " *" if values.mean() - half > 0 or values.mean() + half < 0 else ""
-    return f"{values.mean():+.2f} [{values.mean() - half:+.2f}, {values.mean() + half:+.2f}]{mark}"
+
+def choose_gal(diffs: pd.DataFrame, gal_cells: list[Cell], chosen: Cell) -> Cell:
+    """Rule 3: GAL at the clean cost closest to the chosen setting's."""
+    target = clean_cost(diffs, chosen.name)
+    return min(gal_cells, key=lambda c: (abs(clean_cost(diffs, c.name) - target), c.alpha))
+
+
+def choose_keep_dim(frame: pd.DataFrame, keep_cells: list[Cell]) -> Cell:
+    """Rule 4: the smallest keep_dim whose diverged features keep ≥ 80 % of the baselines'
+    effective dimension; else the largest."""
+    for cell in sorted(keep_cells, key=lambda c: c.keep_dim):
+        g = frame[frame["cell"] == cell.name]
+        share = (g[g["role"] == "diverge"]["effective_dim"].mean()
+                 / g[g["role"] == "baseline"]["effective_dim"].mean())
+        if share >= MIN_DIM_SHARE:
+            return cell
+    return max(keep_cells, key=lambda c: c.keep_dim)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--alphas", type=float, nargs="+", default=[0.05, 0.3, 1.0, 3.0])
-    parser.add_argument("--designs", nargs="+", default=list(config.DESIGNS))
-    parser.add_argument("--paper-code-alphas", type=float, nargs="+", default=None,
-                        help="α grid of the paper_code cells (default: --alphas); each costs "
-                             "n_nets networks per seed")
-    parser.add_argument("--penalties", nargs="+", default=["v", "u"])
-    parser.add_argument("--profile", default="quick")
     parser.add_argument("--out", default="diverge_study",
                         help="stem of the files written to bench/results/ (.md, .csv, .png)")
     args = parser.parse_args()
     os.environ.setdefault("PDC_RUNS_DIR", str(config.project_root() / "runs" / "_diverge_study"))
-    base = config.profile(args.profile)
+    base = config.profile("quick")
     training.configure(base["seed"])
     start = time.perf_counter()
 
-    cells, runs = [], {}
-    for design in args.designs:
-        for penalty in args.penalties:
-            shared = None
-            alphas = args.alphas
-            if design == "paper_code" and args.paper_code_alphas:
-                alphas = args.paper_code_alphas
-            for alpha in alphas:
-                cell = {"design": design, "penalty": penalty, "alpha": alpha}
-                run = f"{design}_{penalty}_a{alpha:g}"
-                params = {**base, **cell, "n_seeds": args.seeds, "run_name": run}
-                t0 = time.perf_counter()
-                runs[run] = train_cell(params, shared or (next(iter(runs)) if runs else None))
-                shared = shared or run
-                print(f"{run}: trained in {time.perf_counter() - t0:.0f} s", flush=True)
-                cells.append((cell, run))
+    dcor = [Cell(d, p, a) for d in config.DESIGNS for p in ("v", "u") for a in ALPHAS]
+    gal = [Cell("reference", "grad_align", a) for a in GAL_ALPHAS]
+    runs = train_cells(base, dcor + gal, args.seeds, N_ATTACKERS, "select_")
+    frame, white_box = score(runs, "validation", CANDIDATE_EPS)
+    attackers = list(next(iter(runs.values())).attacker_names)
+    diffs = differences(frame, CANDIDATE_EPS, attackers)
+    eps = choose_eps(white_box)
+    chosen = {d: choose_setting(diffs, [c for c in dcor if c.design == d], eps, N_ATTACKERS)
+              for d in config.DESIGNS}
+    gal_chosen = choose_gal(diffs, gal, chosen["reference"])
+    ref = chosen["reference"]
+    keep = [Cell(ref.design, ref.penalty, ref.alpha, keep_dim=k) for k in KEEP_DIMS]
+    keep_runs = train_cells(base, keep, args.seeds, N_ATTACKERS, "select_")
+    keep_frame, _ = score(keep_runs, "validation", CANDIDATE_EPS)
+    frame = pd.concat([frame, keep_frame], ignore_index=True)
+    keep_chosen = choose_keep_dim(frame, keep)
+    diffs = differences(frame, CANDIDATE_EPS, attackers)  # Holm/BH over the whole family
 
-    first = next(iter(runs.values()))
-    test = first.test_data
-    f1 = first.load(["f1"], "02_baseline_training")["f1"]
-    rows, targets = [], {"f1": f1}
-    for cell, run in cells:
-        exp = runs[run]
-        rows += cell_rows(cell, exp, test)
-        for name, net in exp.all_networks().items():
-            if name != "f1":
-                targets[f"{run}/{name}"] = net
-    per_example = attacks.transfer_evaluation(
-        f1, targets, test, attacks=["fgm", "pgd"], eps_grid=EPS_GRID, protocol="pixel",
-        eps_iter=base["pgd_step"], steps=base["pgd_steps"], progress=False)
-    accuracy = attacks.accuracy_table(per_example).set_index(["attack", "eps", "model"])
-    cosine = attacks.gradient_alignment(f1, targets, test).set_index("model")["cosine_mean"]
-    frame = pd.DataFrame(rows)
-    frame["key"] = [f"{d}_{p}_a{a:g}/{n}" for d, p, a, n in
-                    zip(frame["design"], frame["penalty"], frame["alpha"], frame["name"],
-                        strict=True)]
-    frame["cosine"] = frame["key"].map(cosine)
-    settings = [(a, e) for a in ("fgm", "pgd") for e in EPS_GRID]
-    for attack, eps in settings:
-        frame[f"{attack}_{eps:g}"] = [accuracy.loc[(attack, eps, k), "accuracy"]
-                                      for k in frame["key"]]
-    white_box = {f"{a}_{e:g}": accuracy.loc[(a, e, "f1"), "accuracy"] for a, e in settings}
+    selection = {
+        "eps_grid": eps,
+        "reference": ref.params(), "paper_code": chosen["paper_code"].params(),
+        "grad_align_alpha": gal_chosen.alpha, "keep_dim": keep_chosen.keep_dim,
+        "rules": {"white_box_targets": WHITE_BOX_TARGETS, "max_clean_cost": MAX_CLEAN_COST,
+                  "min_dim_share": MIN_DIM_SHARE},
+        "split": "validation", "seeds": args.seeds, "attackers": attackers,
+    }
     RESULTS.mkdir(exist_ok=True)
-    frame.drop(columns="key").to_csv(RESULTS / f"{args.out}.csv", index=False)
-    write_report(frame, settings, white_box, args, time.perf_counter() - start,
-                 int(per_example["example"].nunique()), base)
+    (RESULTS / "diverge_selection.json").write_text(json.dumps(selection, indent=2) + "\n")
+    frame.to_csv(RESULTS / f"{args.out}.csv", index=False)
+    diffs.to_csv(RESULTS / f"{args.out}_differences.csv", index=False)
+    white_box.to_csv(RESULTS / f"{args.out}_white_box.csv", index=False)
+    write_report(frame, diffs, white_box, selection, args, time.perf_counter() - start, base)
 
 
-def write_report(frame, settings, white_box, args, seconds, n_images, base) -> None:
+def write_report(frame, diffs, white_box, selection, args, seconds, base) -> None:
+    wb = white_box.groupby(["attack", "eps"])["accuracy"].mean()
+    eps = selection["eps_grid"]
     lines = [
-        f"# Diverge study on digits (`{args.out}`)",
+        f"# Diverge study on digits, validation split (`{args.out}`)",
         "",
-        f"{date.today()}; `{args.profile}` recipe (digits, CIFAR ResNet-{base['network'][6:]} "
-        f"at width {base['width']}, {base['epochs']} epochs, batch {base['batch_size']}); "
-        f"{args.seeds} seed pairs per cell (baseline and diverged share initial weights and "
-        f"batch order); one attacker f1 (seed {base['seed']}) whose FGM/PGD images (pixel "
-        f"protocol, PGD {base['pgd_steps']} steps of {base['pgd_step']}, no random start) "
-        f"score every network, on {n_images} test images. {seconds / 60:.0f} min on a 2-core "
-        f"CPU. Raw numbers: `{args.out}.csv`.",
+        f"{date.today()}; `quick` recipe (digits, CIFAR ResNet-18 at width {base['width']}, "
+        f"{base['epochs']} epochs, batch {base['batch_size']}); {args.seeds} seed pairs per "
+        f"cell (a pair shares its seed; chains of paper_code have a seed per net); "
+        f"validation attackers {', '.join(selection['attackers'])}; "
+        f"every network scored on the **validation** split (288 images never trained on); "
+        f"the test split is not used. {seconds / 60:.0f} min on a 2-core CPU. Raw numbers: "
+        f"`{args.out}.csv` (per network), `{args.out}_differences.csv` (per test).",
         "",
-        "White-box accuracy of f1 on its own adversarial images (%): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in white_box.items()) + ".",
+        "White-box accuracy of the attackers on their own adversarial images (%, mean over "
+        "attackers): " + ", ".join(f"{a} {e:g}: {wb[(a, e)]:.1f}" for a, e in wb.index) + ".",
         "",
-        "## Features: dependence and geometry (mean over seeds)",
+        "## What the rules chose (fixed before the run; see the script's docstring)",
         "",
-        "V and U: exact test-set V- and U-statistic dCor² of row-normalised penultimate "
-        "features; `refs`: to the earlier nets of the chain (paper_code); eff. dim: "
-        "participation ratio of the feature covariance.",
+        f"- ε grid (rule 1: white-box PGD near 75 / 40 / 10 %): {eps}",
+        f"- reference design (rule 2): penalty `{selection['reference']['penalty']}`, "
+        f"α = {selection['reference']['alpha']:g}",
+        f"- paper_code design (rule 2): penalty `{selection['paper_code']['penalty']}`, "
+        f"α = {selection['paper_code']['alpha']:g}",
+        f"- GAL at matched clean cost (rule 3): α = {selection['grad_align_alpha']:g}",
+        f"- keep_dim (rule 4): {selection['keep_dim']:g}",
         "",
-        "| design | penalty | α | V to f1: base → div | U to f1: base → div | V to refs | "
-        "U to refs | eff. dim: base → div | clean: base → div | grad. cosine: base → div |",
-        "|---|---|---:|---|---|---:|---:|---|---|---|",
+        "## Features: dependence and geometry (validation, mean over pairs)",
+        "",
+        "V, U: exact dCor² of row-normalised penultimate features to the cell's reference "
+        "(f1; the untrained network for a control); eff. dim: participation ratio of the "
+        "feature covariance; cosine: input-gradient cosine to f1.",
+        "",
+        "| cell | V: base → div | U: base → div | eff. dim: base → div | clean: base → div | "
+        "cosine: base → div |",
+        "|---|---|---|---|---|---|",
     ]
-    groups = frame.groupby(["design", "penalty", "alpha"], sort=False)
-    for (design, penalty, alpha), g in groups:
+    for cell, g in frame.groupby("cell", sort=False):
         b, d = g[g["role"] == "baseline"], g[g["role"] == "diverge"]
 
         def pair(col, fmt=".3f", b=b, d=d):
             return f"{b[col].mean():{fmt}} → {d[col].mean():{fmt}}"
 
-        refs = (f"{d['v_to_refs'].mean():.3f}", f"{d['u_to_refs'].mean():.3f}") \
-            if design == "paper_code" else ("–", "–")
-        lines.append(f"| {design} | {penalty} | {alpha:g} | {pair('v_to_f1')} | "
-                     f"{pair('u_to_f1')} | {refs[0]} | {refs[1]} | "
+        lines.append(f"| {cell} | {pair('v_to_reference')} | {pair('u_to_reference')} | "
                      f"{pair('effective_dim', '.1f')} | {pair('clean', '.2f')} | "
-                     f"{pair('cosine')} |")
+                     f"{pair('cosine_to_f1')} |")
+    attacked = diffs[diffs["attack"] != "clean"]
+    m = len(attacked)
     lines += [
         "",
-        "## Diverged − baseline accuracy on f1's adversarial images (points)",
+        "## Diverged − baseline accuracy on the attackers' images (points, validation)",
         "",
-        "Mean over seed pairs with its 95 % t-interval; `*` marks an interval that excludes 0.",
+        f"Mean over pairs, 95 % t-interval; `*`: Holm-adjusted p < 0.05 over all {m} tests "
+        "of the study; `°`: p < 0.05 before correction only. `f1`: attacker 0 (the network "
+        "diverged from, under reference); `others`: mean over the independent attackers.",
         "",
-        "| design | penalty | α | clean | " + " | ".join(f"{a} {e:g}" for a, e in settings)
-        + " |",
-        "|---|---|---:|" + "---:|" * (1 + len(settings)),
+        "| cell | attackers | clean | " + " | ".join(f"{a} {e:g}" for a in ATTACKS
+                                                   for e in CANDIDATE_EPS) + " |",
+        "|---|---|---:|" + "---:|" * (len(ATTACKS) * len(CANDIDATE_EPS)),
     ]
-    gains = []
-    for (design, penalty, alpha), g in groups:
-        b = g[g["role"] == "baseline"].set_index("seed")
-        d = g[g["role"] == "diverge"].set_index("seed")
-        cells = []
-        for col in ["clean"] + [f"{a}_{e:g}" for a, e in settings]:
-            diff = (d[col] - b[col]).to_numpy()
-            cells.append(_interval(diff))
-            if col != "clean":
-                gains.append((design, penalty, alpha, col, cells[-1]))
-        lines.append(f"| {design} | {penalty} | {alpha:g} | " + " | ".join(cells) + " |")
-    significant = [g for g in gains if g[4].endswith("*")]
-    up = [g for g in significant if not g[4].startswith("-")]
-    down = [g for g in significant if g[4].startswith("-")]
+    for cell, g in diffs.groupby("cell", sort=False):
+        clean = _clean_row(g)
+        for family, rows in g[g["attack"] != "clean"].groupby("attackers", sort=False):
+            cells = [interval(r) for r in rows.itertuples()]
+            lines.append(f"| {cell} | {family} | {clean} | " + " | ".join(cells) + " |")
+    holm_up = int(((attacked["p_holm"] < 0.05) & (attacked["difference"] > 0)).sum())
+    holm_down = int(((attacked["p_holm"] < 0.05) & (attacked["difference"] < 0)).sum())
+    bh_up = int(((attacked["q_bh"] < 0.05) & (attacked["difference"] > 0)).sum())
+    bh_down = int(((attacked["q_bh"] < 0.05) & (attacked["difference"] < 0)).sum())
+    raw_up = int(((attacked["p_value"] < 0.05) & (attacked["difference"] > 0)).sum())
+    raw_down = int(((attacked["p_value"] < 0.05) & (attacked["difference"] < 0)).sum())
     lines += [
         "",
-        f"Of {len(gains)} attacked (cell, setting) intervals, {len(up)} exclude 0 in favour of "
-        f"diverge training and {len(down)} against it.",
+        f"Of the {m} tests: p < 0.05 before correction in {raw_up} in favour of diverging and "
+        f"{raw_down} against; Holm (family-wise 5 %) keeps {holm_up} in favour and "
+        f"{holm_down} against; Benjamini–Hochberg (q < 0.05) {bh_up} and {bh_down}. The "
+        f"smallest p-value is {attacked['p_value'].min():.2g}. The cells share their "
+        f"attackers and (within a design and penalty) their baselines, so the tests are "
+        f"correlated; Holm holds under any dependence.",
         "",
     ]
     text = "\n".join(lines) + "\n"
     (RESULTS / f"{args.out}.md").write_text(text)
     print(text)
-    plot(frame, settings, RESULTS / f"{args.out}.png")
+    plot(frame, diffs, max(eps), RESULTS / f"{args.out}.png")
 
 
-def plot(frame: pd.DataFrame, settings, path: Path) -> None:
-    """Left: V vs U dCor² to f1 against effective dimension; right: gain at the largest ε."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for (design, penalty), g in frame.groupby(["design", "penalty"], sort=False):
-        d = g[g["role"] == "diverge"]
-        marker = "o" if design == "reference" else "s"
-        axes[0].scatter(d["effective_dim"], d["v_to_f1"], marker=marker, alpha=0.7,
-                        label=f"{design}, {penalty}: V")
-        axes[0].scatter(d["effective_dim"], d["u_to_f1"], marker=marker, alpha=0.7,
-                        facecolors="none", edgecolors="black", linewidths=0.6)
+def _clean_row(g: pd.DataFrame) -> str:
+    row = g[g["attack"] == "clean"].iloc[0]
+    mark = " °" if row["p_value"] < 0.05 else ""
+    return f"{row['difference']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}]{mark}"
+
+
+def plot(frame: pd.DataFrame, diffs: pd.DataFrame, eps: float, path: Path) -> None:
+    """Left: V and U dCor² to the reference against effective dimension (every diverged
+    network; baselines in grey); right: diverged − baseline under PGD at ``eps`` per cell,
+    independent attackers, mean and 95 % interval."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    div = frame[frame["role"] == "diverge"]
+    for penalty, g in div.groupby("penalty", sort=False):
+        axes[0].scatter(g["effective_dim"], g["v_to_reference"], alpha=0.7, s=14,
+                        label=f"diverged ({penalty}): V")
+        axes[0].scatter(g["effective_dim"], g["u_to_reference"], alpha=0.7, s=14,
+                        facecolors="none", edgecolors="black", linewidths=0.5)
     base = frame[frame["role"] == "baseline"]
-    axes[0].scatter(base["effective_dim"], base["v_to_f1"], c="grey", marker="x",
+    axes[0].scatter(base["effective_dim"], base["v_to_reference"], c="grey", marker="x",
                     label="baselines: V")
-    axes[0].set_xlabel("effective dimension of the features")
-    axes[0].set_ylabel("dCor² to f1 (filled: V, open: U)")
+    axes[0].set_xlabel("effective dimension of the features (validation)")
+    axes[0].set_ylabel("dCor² to the reference (filled: V, open: U)")
     axes[0].legend(fontsize=7)
-    col = f"pgd_{max(e for _, e in settings):g}"
-    labels = []
-    for i, ((design, penalty, alpha), g) in enumerate(
-            frame.groupby(["design", "penalty", "alpha"], sort=False)):
-        b = g[g["role"] == "baseline"].set_index("seed")[col]
-        d = g[g["role"] == "diverge"].set_index("seed")[col]
-        diff = (d - b).to_numpy()
-        axes[1].scatter(np.full(diff.size, i), diff, s=10, color="grey")
-        axes[1].plot(i, diff.mean(), "o", color="C3")
-        labels.append(f"{design[:3]} {penalty} {alpha:g}")
+    rows = diffs[(diffs["attack"] == "pgd") & (diffs["eps"] == eps)
+                 & (diffs["attackers"] == evidence.OTHER_ATTACKERS)]
+    x = np.arange(len(rows))
+    axes[1].errorbar(x, rows["difference"], yerr=[rows["difference"] - rows["low"],
+                                                  rows["high"] - rows["difference"]],
+                     fmt="o", color="C3", capsize=3)
     axes[1].axhline(0, color="black", lw=0.8)
-    axes[1].set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    axes[1].set_ylabel(f"diverge − baseline, {col} (points)")
-    axes[1].set_title("per seed pair (grey) and mean (red)")
+    axes[1].set_xticks(x, rows["cell"], rotation=90, fontsize=7)
+    axes[1].set_ylabel(f"diverged − baseline, PGD ε={eps:g} (points)")
+    axes[1].set_title("independent validation attackers: mean, 95 % t-interval")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

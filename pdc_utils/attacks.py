@@ -547,51 +547,62 @@ def paired_bootstrap(
 # --------------------------------------------------------------------------- over seeds
 
 
-def seeds_table(per_example: pd.DataFrame, dataset: str, network: str,
-                pairs: Sequence[tuple[str, str]], source: str = "f1") -> pd.DataFrame:
-    """The paper's table for every seed: its columns plus ``seed``, one row per seed and method.
+def transfer_from_attackers(
+    attackers: Mapping[str, Callable[..., Any]],
+    targets: Mapping[str, Callable[..., Any]],
+    dataset: Iterable,
+    **options: Any,
+) -> pd.DataFrame:
+    """:func:`transfer_evaluation` once per attacker, stacked with an ``attacker`` column.
 
-    ``pairs[s] = (baseline model, diverged model)`` of seed index s; the ``source`` row
-    (the attacker, white-box) has seed -1, since it is one network shared by all pairs.
+    Every attacker crafts its own adversarial images (white-box on itself, its own clean
+    predictions as labels) and every target is scored on them; the attacker is scored too
+    (its ``source`` row). ``options`` are those of :func:`transfer_evaluation`; under the
+    ``paper`` protocol each attacker's random PGD start gets its own seed.
     """
-    frames = [paper_table(per_example, dataset, network, {source: "source"}).assign(seed=-1)]
-    for s, (base, div) in enumerate(pairs):
-        methods = {base: "baseline", div: "diverge"}
-        frames.append(paper_table(per_example, dataset, network, methods).assign(seed=s))
+    if not attackers:
+        raise ValueError("attackers must name at least one network, e.g. {'f1': f1}")
+    seed = options.pop("seed", 0)
+    frames = []
+    for k, (name, attacker) in enumerate(attackers.items()):
+        scored = {name: attacker, **{n: t for n, t in targets.items() if n != name}}
+        frame = transfer_evaluation(attacker, scored, dataset, seed=seed + k, **options)
+        frames.append(frame.assign(attacker=name))
     return pd.concat(frames, ignore_index=True)
 
 
-def mean_over_seeds(seeds: pd.DataFrame) -> pd.DataFrame:
-    """``transfer_attack.csv``: the mean over seeds of :func:`seeds_table`, per method."""
-    columns = [c for c in seeds.columns if c != "seed"]
+def seeds_table(per_example: pd.DataFrame, dataset: str, network: str,
+                pairs: Sequence[tuple[str, str]], attackers: Sequence[str] = ("f1",)
+                ) -> pd.DataFrame:
+    """The paper's table for every attacker and seed: its columns plus ``seed`` and
+    ``attacker``, one row per attacker, seed and method.
+
+    ``pairs[s] = (baseline model, diverged model)`` of seed index s; an attacker's ``source``
+    row (itself, white-box) has seed -1. ``per_example`` is :func:`transfer_from_attackers`'s
+    table (or one attacker's :func:`transfer_evaluation`, without an ``attacker`` column).
+    """
+    frames = []
+    for attacker in attackers:
+        rows = (per_example[per_example["attacker"] == attacker]
+                if "attacker" in per_example else per_example)
+        frames.append(paper_table(rows, dataset, network, {attacker: "source"})
+                      .assign(seed=-1, attacker=attacker))
+        for s, (base, div) in enumerate(pairs):
+            methods = {base: "baseline", div: "diverge"}
+            frames.append(paper_table(rows, dataset, network, methods)
+                          .assign(seed=s, attacker=attacker))
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_over_seeds(seeds: pd.DataFrame, attacker: str = "f1") -> pd.DataFrame:
+    """``transfer_attack.csv``: the mean over seeds of :func:`seeds_table`, per method, for
+    one attacker (f1 by default, the attacker of the paper's table), in the paper's columns."""
+    if "attacker" in seeds:
+        seeds = seeds[seeds["attacker"] == attacker]
+    columns = [c for c in seeds.columns if c not in ("seed", "attacker")]
     keys = ["dataset", "network", "method"]
     mean = seeds[columns].groupby(keys, sort=False).mean().reset_index()
     return mean.round(2)
-
-
-def seed_differences(per_example: pd.DataFrame, pairs: Sequence[tuple[str, str]],
-                     level: float = 0.95) -> pd.DataFrame:
-    """Diverged minus baseline accuracy per attack and ε, over seeds, with a t-interval.
-
-    For seed s, ``d_s = acc(diverge_s) - acc(baseline_s)`` in points, both scored on the same
-    images; the estimate is the mean of d over the ``n_seeds`` pairs and the interval
-    ``mean ± t_{(1+level)/2, n-1} · sd / sqrt(n)`` (NaN with one seed: one draw has no spread).
-    Columns: ``attack, eps, difference, low, high, sd, seeds_ahead, n_seeds``.
-    """
-    from scipy import stats
-
-    accuracy = accuracy_table(per_example)
-    rows = []
-    for (attack, eps), group in accuracy.groupby(["attack", "eps"], sort=False):
-        acc = group.set_index("model")["accuracy"]
-        d = np.array([acc[div] - acc[base] for base, div in pairs])
-        n = d.size
-        sd = float(d.std(ddof=1)) if n > 1 else float("nan")
-        half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n)) if n > 1 else np.nan
-        rows.append({"attack": attack, "eps": eps, "difference": float(d.mean()),
-                     "low": d.mean() - half, "high": d.mean() + half, "sd": sd,
-                     "seeds_ahead": int((d > 0).sum()), "n_seeds": n})
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- mechanism
@@ -647,30 +658,3 @@ def gradient_alignment(source: Callable[..., Any], targets: Mapping[str, Callabl
                      "cosine_mean": float(values.mean()), "cosine_std": float(values.std()),
                      "n": int(values.size)})
     return pd.DataFrame(rows)
-
-
-def verdict_text(gap: pd.DataFrame, *, run_name: str, dataset: str, design: str,
-                 penalty: str, alpha: float, protocol: str) -> str:
-    """One paragraph stating what :func:`seed_differences` shows, computed from it."""
-    attacked = gap[gap["attack"] != "clean"]
-    n = int(gap["n_seeds"].iloc[0])
-    head = (f"Run {run_name} ({dataset}, design {design}, penalty {penalty}, alpha {alpha:g}, "
-            f"protocol {protocol}, {n} seed pair{'s' if n != 1 else ''}): ")
-    spread = (f"mean diverge − baseline accuracy on f1's adversarial images from "
-              f"{attacked['difference'].min():+.1f} to {attacked['difference'].max():+.1f} "
-              f"points over {len(attacked)} settings")
-    if n < 2:
-        return head + spread + "; one pair is one draw of training randomness, so no interval."
-    up = int((attacked["low"] > 0).sum())
-    down = int((attacked["high"] < 0).sum())
-    clean = gap[gap["attack"] == "clean"].iloc[0]
-    if up and not down:
-        claim = f"the 95% t-interval over pairs excludes 0 in favour of diverge in {up} of them"
-    elif down and not up:
-        claim = f"the 95% t-interval over pairs excludes 0 *against* diverge in {down} of them"
-    elif up and down:
-        claim = f"the 95% t-intervals exclude 0 in favour in {up} and against in {down}"
-    else:
-        claim = "every 95% t-interval over pairs includes 0: no effect is shown either way"
-    return (head + spread + "; " + claim + f". On clean images: {clean['difference']:+.1f} "
-            f"[{clean['low']:+.1f}, {clean['high']:+.1f}].")

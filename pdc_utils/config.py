@@ -42,7 +42,21 @@ SCHEDULES = ("cosine", "step", "constant")
 DESIGNS = ("reference", "paper_code")
 #: ``v``: the V-statistic dCor² (the paper's); ``u``: the bias-corrected U-statistic, clamped
 #: at 0; ``u_raw``: the U-statistic unclamped (to measure what the clamp does).
-PENALTIES = ("v", "u", "u_raw")
+DCOR_PENALTIES = ("v", "u", "u_raw")
+#: The dCor² estimators, and ``grad_align``: the squared cosine of the network's and the
+#: reference's input gradients (GAL, Kariyappa & Qureshi 2019), the standard way to make
+#: adversarial examples transfer less; see :mod:`pdc_utils.objective`.
+PENALTIES = (*DCOR_PENALTIES, "grad_align")
+#: What the diverged networks of the ``reference`` design are penalised against: ``attacker``
+#: (f1, the paper's text) or ``untrained`` (a frozen network of the same architecture with
+#: random weights: the control that separates the penalty's regularisation from independence
+#: of the attacker).
+DIVERGE_FROM = ("attacker", "untrained")
+#: Every seed a run derives from ``seed`` (pairs, attackers, chain nets, controls) is below
+#: ``seed + DERIVED_SEED_SPAN`` (see :mod:`pdc_utils.experiment`).
+DERIVED_SEED_SPAN = 1_000_000
+#: Largest ``n_seeds``, ``n_nets`` and ``n_attackers``: their derived seeds stay apart.
+MAX_SEEDS, MAX_NETS, MAX_ATTACKERS = 9_999, 50, 9_999
 #: ``tf.distribute`` strategies (see :mod:`pdc_utils.distribute`).
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 #: Frozen-reference feature cache (see :mod:`pdc_utils.experiment`): ``auto`` computes a
@@ -78,6 +92,9 @@ _TRAINING = {
     "penalty": "v",
     "n_seeds": 3,
     "n_nets": 3,
+    "n_attackers": 1,
+    "diverge_from": "attacker",
+    "keep_dim": 0.0,
     "strategy": "auto",
     "feature_cache": "auto",
 }
@@ -134,6 +151,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train_limit": 256,
         "test_limit": 128,
         "n_seeds": 2,
+        "n_attackers": 2,
         **_ATTACK,
         "eps_grid": [0.05, 0.1],
         "pgd_steps": 3,
@@ -187,7 +205,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "imagenet2012": {
         "description": "The paper's ImageNet rows (manual download of ILSVRC2012, see "
-        "pdc_utils.data); ResNet-34 by default, set -p network=... for the others.",
+        "pdc_utils.data); ResNet-34 by default, set -p network=... for the others. Scores "
+        "the first 10,000 of the 50,000 validation images (test_limit, attack_limit; "
+        "0 = all 50,000, as the paper).",
         "seed": 0,
         **_LESSON,
         **_TRAINING,
@@ -288,8 +308,11 @@ _KINDS: dict[str, _Kind] = {
     "seed": _integer(0),
     "n_seeds": _integer(1),
     "n_nets": _integer(2),
+    "n_attackers": _integer(1, " (attacker 0 is f1; the others are independent networks)"),
     "design": _choice(DESIGNS),
     "penalty": _choice(PENALTIES),
+    "diverge_from": _choice(DIVERGE_FROM),
+    "keep_dim": _number(">= 0", lambda v: v >= 0, " (0: no spread term)"),
     "strategy": _choice(STRATEGIES),
     # notebook 01: the lesson on distance correlation
     "n_demo": _SAMPLES,
@@ -361,6 +384,22 @@ def _pgd_step_problem(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _layout_problems(params: Mapping[str, Any]) -> list[str]:
+    """Combinations the experiment cannot run: too many derived networks for the seed layout,
+    or a control that the design does not have."""
+    problems = []
+    for key, high in (("n_seeds", MAX_SEEDS), ("n_nets", MAX_NETS),
+                      ("n_attackers", MAX_ATTACKERS)):
+        if key in params and params[key] > high:
+            problems.append(f"{key} must be at most {high} (derived seeds must stay apart), "
+                            f"got {params[key]!r}")
+    if params.get("diverge_from") == "untrained" and params.get("design") == "paper_code":
+        problems.append("diverge_from='untrained' is a control of the reference design (one "
+                        "frozen reference); design paper_code diverges from the earlier nets "
+                        "of a chain: use design='reference' or diverge_from='attacker'")
+    return problems
+
+
 def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     """Check notebook/run parameters before any heavy work and return them as a dict.
 
@@ -373,7 +412,7 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
                 for key, value in params.items() if key in _KINDS]
     problems = [p for p in problems if p]
     if not problems:
-        problems = [p for p in [_pgd_step_problem(params)] if p]
+        problems = [p for p in [_pgd_step_problem(params)] if p] + _layout_problems(params)
     if problems:
         raise ValueError("\n".join(problems))
     return dict(params)

@@ -9,13 +9,22 @@ Four datasets, named as in :data:`pdc_utils.config.DATASETS`:
 
 - ``digits``: scikit-learn's bundled 8x8 digits (1,797 real images, no download), values
   divided by 16, replicated to 3 channels, split once into a fixed stratified 80/20
-  train/test split (1,437 / 360). It has no augmentation: ``augment=True`` is ignored.
-- ``cifar10`` (tfds): training augmentation is the paper's: zero-pad 4 pixels (as
-  torchvision's ``RandomCrop(32, padding=4)``), random 32x32 crop, random horizontal flip.
+  train/test split (1,437 / 360), and the 1,437 again, stratified, into train / validation
+  (1,149 / 288). It has no augmentation: ``augment=True`` is ignored.
+- ``cifar10`` (tfds): the last 5,000 of tfds' 50,000 training images are the validation
+  split, the first 45,000 the training split. Training augmentation is the paper's: zero-pad
+  4 pixels (as torchvision's ``RandomCrop(32, padding=4)``), random 32x32 crop, random
+  horizontal flip.
 - ``imagenette`` (tfds ``imagenette/320px-v2``) and ``imagenet2012`` (tfds, needs the user's
   manual download): evaluation resizes the shorter side to 256 and centre-crops 224;
   training takes a random-resized crop (area 8-100 %, aspect 3/4-4/3) resized to 224 and a
   random horizontal flip.
+
+Three splits (:data:`SPLITS`). ``validation`` is carved from each dataset's training data, fixed
+by the data (the digits split seed, or a fixed slice of tfds' training split, whose file order
+tfds shuffles once when it prepares the data) and never trained on: every choice of the series
+(α, penalty, ε grid, defaults) is made on it. ``test`` is only used to report (DESIGN.md of the
+``docs/design.md``, "Evidence").
 
 Determinism: the subset taken by ``limit`` is the first examples of the split in file order
 (fixed); shuffling and augmentation draw from stateless random streams seeded by ``seed``, so
@@ -39,9 +48,13 @@ import tensorflow as tf
 from pdc_utils import config
 
 #: The split names that :func:`load_split` takes; each dataset maps them to its own.
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 #: ``random_state`` of the fixed digits train/test split (independent of any run seed).
 DIGITS_SPLIT_SEED = 0
+#: ``random_state`` of the fixed digits train/validation split of the 1,437 training images.
+DIGITS_VALIDATION_SEED = 1
+#: Share of digits' training images held out, stratified, as its validation split.
+DIGITS_VALIDATION_FRACTION = 0.2
 #: Evaluation of ImageNet-style data: resize the shorter side to crop / 0.875 (256 for 224),
 #: then centre-crop, the standard ImageNet evaluation transform.
 CENTRE_CROP_FRACTION = 0.875
@@ -50,6 +63,10 @@ CROP_AREA_RANGE = (0.08, 1.0)
 CROP_ASPECT_RANGE = (3 / 4, 4 / 3)
 #: Zero padding around CIFAR images before the random 32x32 crop.
 CIFAR_PAD = 4
+#: Validation images held out from the end of each tfds training split (never trained on).
+CIFAR_VALIDATION = 5_000
+IMAGENETTE_VALIDATION = 947  # 10 %
+IMAGENET_VALIDATION = 10_000
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -72,11 +89,12 @@ _Transform = Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
 class DatasetInfo:
     """What the rest of the package needs to know about a dataset, without loading it.
 
-    ``train_split``/``test_split`` are the tfds split names behind ``"train"``/``"test"``;
-    ``num_train``/``num_test`` their sizes; ``shuffle_buffer`` how many (still encoded)
-    examples a shuffle holds (the whole split where that fits in memory); ``augmentation``
-    describes the training augmentation in words (``"none"`` for digits); ``manual_files``
-    are the archives a user must download by hand (only ImageNet).
+    ``train_split``/``validation_split``/``test_split`` are the tfds split names (with tfds'
+    slicing, e.g. ``"train[:45000]"``) behind ``"train"``/``"validation"``/``"test"``;
+    ``num_train``/``num_validation``/``num_test`` their sizes; ``shuffle_buffer`` how many
+    (still encoded) examples a shuffle holds (the whole split where that fits in memory);
+    ``augmentation`` describes the training augmentation in words (``"none"`` for digits);
+    ``manual_files`` are the archives a user must download by hand (only ImageNet).
     """
 
     name: str
@@ -87,8 +105,10 @@ class DatasetInfo:
     std: tuple[float, float, float]
     class_names: tuple[str, ...]
     train_split: str
+    validation_split: str
     test_split: str
     num_train: int
+    num_validation: int
     num_test: int
     shuffle_buffer: int
     augmentation: str
@@ -112,7 +132,8 @@ def _check_count(key: str, value: int, low: int = 0) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _digits_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The fixed stratified 80/20 split of sklearn's digits, images in [0, 1] with 3 channels."""
+    """The fixed stratified splits of sklearn's digits, images in [0, 1] with 3 channels: 80/20
+    train/test, then 20 % of the training images as validation (stratified again)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -122,7 +143,11 @@ def _digits_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=0.2, stratify=labels, random_state=DIGITS_SPLIT_SEED
     )
-    splits = {"train": (x_train, y_train), "test": (x_test, y_test)}
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_train, y_train, test_size=DIGITS_VALIDATION_FRACTION, stratify=y_train,
+        random_state=DIGITS_VALIDATION_SEED)
+    splits = {"train": (x_train, y_train), "validation": (x_val, y_val),
+              "test": (x_test, y_test)}
     for arrays in splits.values():
         for array in arrays:
             array.flags.writeable = False  # cached and shared: nobody may change it
@@ -152,8 +177,10 @@ def dataset_info(name: str) -> DatasetInfo:
             std=tuple(float(v) for v in x_train.std(axis=(0, 1, 2))),
             class_names=tuple(str(d) for d in range(10)),
             train_split="train",
+            validation_split="validation",
             test_split="test",
             num_train=len(x_train),
+            num_validation=len(_digits_splits()["validation"][0]),
             num_test=len(_digits_splits()["test"][0]),
             shuffle_buffer=len(x_train),
             augmentation="none",
@@ -167,9 +194,11 @@ def dataset_info(name: str) -> DatasetInfo:
             mean=(0.4914, 0.4822, 0.4465),
             std=(0.2023, 0.1994, 0.2010),
             class_names=_CIFAR10_CLASSES,
-            train_split="train",
+            train_split=f"train[:{50_000 - CIFAR_VALIDATION}]",
+            validation_split=f"train[{50_000 - CIFAR_VALIDATION}:]",
             test_split="test",
-            num_train=50_000,
+            num_train=50_000 - CIFAR_VALIDATION,
+            num_validation=CIFAR_VALIDATION,
             num_test=10_000,
             shuffle_buffer=50_000,
             augmentation=f"zero-pad {CIFAR_PAD}, random 32x32 crop, horizontal flip",
@@ -178,8 +207,7 @@ def dataset_info(name: str) -> DatasetInfo:
         "image_shape": (224, 224, 3),
         "mean": IMAGENET_MEAN,
         "std": IMAGENET_STD,
-        "train_split": "train",
-        "test_split": "validation",
+        "test_split": "validation",  # ImageNet's labelled validation set is our test split
         "shuffle_buffer": 10_000,
         "augmentation": "random-resized crop to 224 (area 8-100 %), horizontal flip",
     }
@@ -189,7 +217,10 @@ def dataset_info(name: str) -> DatasetInfo:
             tfds_name="imagenette/320px-v2",
             num_classes=10,
             class_names=_IMAGENETTE_CLASSES,
-            num_train=9_469,
+            train_split=f"train[:{9_469 - IMAGENETTE_VALIDATION}]",
+            validation_split=f"train[{9_469 - IMAGENETTE_VALIDATION}:]",
+            num_train=9_469 - IMAGENETTE_VALIDATION,
+            num_validation=IMAGENETTE_VALIDATION,
             num_test=3_925,
             **imagenet_like,
         )
@@ -198,7 +229,10 @@ def dataset_info(name: str) -> DatasetInfo:
         tfds_name="imagenet2012",
         num_classes=1000,
         class_names=_imagenet_class_names(),
-        num_train=1_281_167,
+        train_split=f"train[:{1_281_167 - IMAGENET_VALIDATION}]",
+        validation_split=f"train[{1_281_167 - IMAGENET_VALIDATION}:]",
+        num_train=1_281_167 - IMAGENET_VALIDATION,
+        num_validation=IMAGENET_VALIDATION,
         num_test=50_000,
         manual_files=("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
         **imagenet_like,
@@ -210,7 +244,8 @@ def num_examples(name: str, split: str, limit: int = 0) -> int:
     info = dataset_info(name)
     _check_split(split)
     _check_count("limit", limit)
-    total = info.num_train if split == "train" else info.num_test
+    total = {"train": info.num_train, "validation": info.num_validation,
+             "test": info.num_test}[split]
     return min(limit, total) if limit else total
 
 
@@ -238,7 +273,8 @@ def _tfds_source(
         if download:
             builder.download_and_prepare()
         return builder.as_dataset(
-            split=info.train_split if split == "train" else info.test_split,
+            split={"train": info.train_split, "validation": info.validation_split,
+                   "test": info.test_split}[split],
             as_supervised=True,
             shuffle_files=False,
             decoders={"image": tfds.decode.SkipDecoding()},
@@ -358,7 +394,8 @@ def load_split(
     epoch: int | None = None,
     extra: tuple[np.ndarray | tf.Tensor, ...] | None = None,
 ) -> tf.data.Dataset:
-    """Split ``"train"`` or ``"test"`` of dataset ``name`` as batches of (images, labels).
+    """Split ``"train"``, ``"validation"`` or ``"test"`` of dataset ``name`` as batches of
+    (images, labels).
 
     ``limit > 0`` keeps the first ``limit`` examples (before shuffling: a fixed subset).
     ``shuffle`` reshuffles every epoch, deterministically for a given ``seed``; ``augment``

@@ -10,7 +10,7 @@
 
 The batch size of a profile is the **global** batch: each of R replicas gets a contiguous
 slice of about 1/R of it (:func:`distribute_dataset`), and the diverge penalty is computed on
-the whole global batch (see :meth:`pdc_utils.training.DivergeModel._penalty`).
+the whole global batch (see :meth:`pdc_utils.objective.DivergeModel._penalty`).
 """
 
 from __future__ import annotations

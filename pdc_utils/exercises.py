@@ -82,7 +82,7 @@ def _centring_cases(which: str):
 
 
 def _objective_cases():
-    from pdc_utils.training import feature_penalty
+    from pdc_utils.objective import feature_penalty
 
     rng = np.random.default_rng(12)
 
@@ -205,7 +205,7 @@ EXERCISES: dict[str, Exercise] = {
     "03.objective": Exercise(
         "function", _objective_cases,
         "mean CE of the logits, plus alpha times the V-statistic dCor² of the row-normalised "
-        "features (training.feature_penalty does the second part)", rtol=1e-4),
+        "features (objective.feature_penalty does the second part)", rtol=1e-4),
     "03.collapse": Exercise("choice", lambda: _sha("b"),
                             "section 2: what does the V-statistic reward besides independence?"),
     "03.upen": Exercise("value", _upen_dim, "read runs/upen/results/feature_dcor.csv",

@@ -10,11 +10,24 @@ Two designs (parameter ``design``, DESIGN.md section 1):
   epoch, net k penalised against the current nets j < k. ``f2_baseline`` is net 0 (no penalty),
   ``f2_diverge`` the last net, the nets between are ``chain_s<s>_net<k>``.
 
+Attackers (parameter ``n_attackers``): attacker 0 is ``f1``; attackers k > 0 (``f1_a<k>``,
+seed ``seed + 900000 + k``) are trained alone like f1 and are no network's reference, so a
+transfer evaluation can tell "from the network I diverged from" (f1, under ``reference``) from
+"from networks I never saw".
+
+Controls: ``diverge_from="untrained"`` (``reference`` design only) penalises the diverged
+networks against ``f0_untrained``, a frozen network of the same architecture with random
+weights (seed ``seed + 800000``), instead of f1: the same penalty and the same collapse
+pressure, but nothing of the attacker to become independent of. The baselines are the same
+in both cases (they monitor f1 and add nothing to the loss), so a run of each reuses them.
+
 Seeds: f1 uses ``seed``; pair s uses ``seed + 1 + s`` for both its baseline and its diverged
-network, so the two start from the same weights and see the same batches, and only the penalty
-differs. The middle nets of a chain use ``seed + 1 + s + 10000 k``. Pair 0's networks are
-``f2_baseline.keras`` and ``f2_diverge.keras`` (the names the series has always used); pair
-s > 0 adds ``_s<s>``.
+network under ``reference``, so the two start from the same weights and see the same batches,
+and only the penalty differs. Under ``paper_code`` net k of chain s uses
+``seed + 1 + s + 10000 k`` (net 0, the baseline, ``seed + 1 + s``): every net of a chain has
+its own seed, as the paper's code had (its nets were unseeded, so never alike). Every derived
+seed is below ``seed + config.DERIVED_SEED_SPAN``. Pair 0's networks are ``f2_baseline.keras``
+and ``f2_diverge.keras`` (the names the series has always used); pair s > 0 adds ``_s<s>``.
 
 Feature cache (parameter ``feature_cache``, see :func:`feature_cache_problem`): under the
 ``reference`` design f1 is finished and frozen, and without augmentation every training image
@@ -37,10 +50,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pdc_utils import config, data, distribute, models, training
+from pdc_utils import config, data, distribute, models, storage, training
 
 ATTACKER = "f1"
-_MIDDLE_SEED_STRIDE = 10_000
+#: The frozen untrained reference of the ``diverge_from="untrained"`` control.
+UNTRAINED = "f0_untrained"
+_CHAIN_SEED_STRIDE = 10_000
+_UNTRAINED_SEED_OFFSET = 800_000
+_ATTACKER_SEED_OFFSET = 900_000
 #: The most host memory ``feature_cache="auto"`` gives cached reference features (bytes);
 #: above it ``auto`` runs the references instead, ``on`` caches anyway. CIFAR-10 with a
 #: width-64 ResNet-18 f1 needs 50,000 x 512 x 4 B = 102 MB; ImageNet 2012 needs 2.6 GB
@@ -51,6 +68,26 @@ FEATURE_CACHE_BUDGET = 2 * 2**30
 def pair_seed(seed: int, s: int) -> int:
     """The seed shared by the baseline and the diverged network of pair ``s``."""
     return seed + 1 + s
+
+
+def attacker_name(k: int) -> str:
+    """Attacker k's name: ``f1`` for k = 0, ``f1_a<k>`` for the independent ones."""
+    return ATTACKER if k == 0 else f"{ATTACKER}_a{k}"
+
+
+def attacker_seed(seed: int, k: int) -> int:
+    """Attacker k's seed: ``seed`` for f1, ``seed + 900000 + k`` for the others."""
+    return seed if k == 0 else seed + _ATTACKER_SEED_OFFSET + k
+
+
+def untrained_seed(seed: int) -> int:
+    """The seed of the untrained reference network of the control."""
+    return seed + _UNTRAINED_SEED_OFFSET
+
+
+def chain_seed(seed: int, s: int, k: int) -> int:
+    """Net k of chain s: its own seed (net 0, the baseline, takes the pair's seed)."""
+    return pair_seed(seed, s) + _CHAIN_SEED_STRIDE * k
 
 
 def baseline_name(s: int) -> str:
@@ -67,7 +104,8 @@ def chain_names(s: int, n_nets: int) -> list[str]:
     return [baseline_name(s), *middle, diverge_name(s)]
 
 
-def feature_cache_problem(design: str, dataset: str, augment: bool) -> str | None:
+def feature_cache_problem(design: str, dataset: str, augment: bool,
+                          penalty: str = "u") -> str | None:
     """Why the networks of a run cannot use cached reference features, or ``None`` if they can.
 
     The cache is valid when every reference of a trained network is a frozen, finished network
@@ -76,10 +114,16 @@ def feature_cache_problem(design: str, dataset: str, augment: bool) -> str | Non
     nets of the same chain, trained at the same time) and augmentation that is applied (digits
     has none; on the other datasets ``augment=True`` draws new crops and flips every epoch).
 
+    Nor can ``penalty="grad_align"`` use it: it needs the references' input gradients, which
+    depend on more than their features.
+
     α plays no part: a baseline of the ``reference`` design (α = 0) only monitors its dCor² to
     f1, but that still needs f1's features in every step, so it uses the cache too and saves
     the same forward pass. A network without references (the attacker) has nothing to cache.
     """
+    if penalty == "grad_align":
+        return ("penalty grad_align compares input gradients, which cached features cannot "
+                "give (the references run in every step)")
     if design == "paper_code":
         return ("design paper_code penalises each net of a chain against the earlier nets of "
                 "the same chain, which are trained at the same time: their features change "
@@ -107,14 +151,15 @@ class Experiment:
     _KEYS = ("run_name", "seed", "dataset", "network", "width", "epochs", "batch_size",
              "learning_rate", "momentum", "weight_decay", "schedule", "augment", "train_limit",
              "test_limit", "alpha", "penalty", "feature_norm", "design", "n_seeds", "n_nets",
-             "strategy", "feature_cache")
+             "n_attackers", "diverge_from", "keep_dim", "strategy", "feature_cache")
 
     def __init__(self, params: Mapping[str, Any], progress: bool = True) -> None:
         missing = [k for k in self._KEYS if k not in params]
         if missing:
             raise ValueError(f"the experiment needs the parameters {missing}")
         self.p = config.validate({k: params[k] for k in self._KEYS})
-        problem = feature_cache_problem(self.p["design"], self.p["dataset"], self.p["augment"])
+        problem = feature_cache_problem(self.p["design"], self.p["dataset"], self.p["augment"],
+                                        self.p["penalty"])
         if self.p["feature_cache"] == "on" and problem:
             raise ValueError(f"feature_cache='on' is not valid for this run: {problem}. Use "
                              "feature_cache='auto' (the cache wherever it is valid) or 'off'.")
@@ -124,8 +169,11 @@ class Experiment:
         self.progress = progress
         self.strategy = distribute.make_strategy(self.p["strategy"])
         self.info = data.dataset_info(self.p["dataset"])
+        #: the test split, for reporting only
         self.test_data = data.load_split(self.p["dataset"], "test", batch_size=256,
                                          limit=self.p["test_limit"])
+        #: the validation split: what every training evaluates after each epoch
+        self.validation_data = data.load_split(self.p["dataset"], "validation", batch_size=256)
 
     # ------------------------------------------------------------------ names
 
@@ -133,6 +181,16 @@ class Experiment:
     def pairs(self) -> list[tuple[str, str]]:
         """``(baseline name, diverged name)`` for every seed, pair 0 first."""
         return [(baseline_name(s), diverge_name(s)) for s in range(self.p["n_seeds"])]
+
+    @property
+    def attacker_names(self) -> list[str]:
+        """``f1`` and the independent attackers ``f1_a1`` ... (``n_attackers`` in all)."""
+        return [attacker_name(k) for k in range(self.p["n_attackers"])]
+
+    @property
+    def reference_name(self) -> str:
+        """What the diverged networks of the ``reference`` design are penalised against."""
+        return UNTRAINED if self.p["diverge_from"] == "untrained" else ATTACKER
 
     @property
     def chain_members(self) -> list[str]:
@@ -144,8 +202,11 @@ class Experiment:
 
     def references_of(self, name: str) -> list[str]:
         """The networks ``name``'s penalty acts on (monitored ones for a reference baseline)."""
+        if name in self.attacker_names or name == UNTRAINED:
+            return []
         if self.p["design"] == "reference":
-            return [] if name == ATTACKER else [ATTACKER]
+            diverged = {d for _, d in self.pairs}
+            return [self.reference_name if name in diverged else ATTACKER]
         for s in range(self.p["n_seeds"]):
             names = chain_names(s, self.p["n_nets"])
             if name in names:
@@ -161,12 +222,16 @@ class Experiment:
         call, so a finished network that is only reused costs nothing)."""
         p = self.p
 
+        # a last batch of 1-3 images is dropped: batch norm and the U-statistic need more
+        remainder = data.num_examples(p["dataset"], "train", p["train_limit"]) % p["batch_size"]
+        tiny_last_batch = 0 < remainder < 4
+
         def epoch_data(epoch: int) -> tf.data.Dataset:
             extra = self.reference_features(cached) if cached else None
             return data.load_split(
                 p["dataset"], "train", batch_size=p["batch_size"], shuffle=True,
                 augment=p["augment"], seed=seed, limit=p["train_limit"], epoch=epoch,
-                extra=extra)
+                extra=extra, drop_remainder=tiny_last_batch)
         return epoch_data
 
     def _cache_bytes(self, references: Sequence[keras.Model]) -> int:
@@ -204,7 +269,7 @@ class Experiment:
         reference computes (float16 under mixed precision: the values the live step would
         use). Computed once by batched inference and kept, for the next network with the same
         references, as host (CPU) tensors: every epoch's dataset slices them without a copy."""
-        key = tuple(training.weights_digest(ref) for ref in references)
+        key = tuple(storage.weights_digest(ref) for ref in references)
         if key in self._cache:
             return self._cache[key]
         self._cache.clear()  # one set of references at a time: bounded memory
@@ -244,42 +309,80 @@ class Experiment:
         with strategy.scope():
             return models.build_network(self.p["network"], self.info, width=self.p["width"])
 
-    def _member(self, name: str, seed: int, alpha: float = 0.0,
-                references: list[keras.Model | str] | None = None) -> training.Member:
-        network = self.build_network(seed)
+    def _fingerprint(self, name: str, seed: int) -> dict[str, Any]:
+        """What makes a network besides the fit parameters: data, split, architecture, seed."""
         keys = ["dataset", "network", "width", "batch_size", "augment", "train_limit"]
-        if name != ATTACKER:  # the attacker is trained alone, the same in both designs
+        if name not in self.attacker_names:  # attackers are trained alone in both designs
             keys.append("design")
         # feature_cache is left out on purpose: it changes nothing beyond float rounding
-        fingerprint = {k: self.p[k] for k in keys}
+        split = f"{self.info.train_split} ({data.num_examples(self.p['dataset'], 'train'):,})"
+        return {**{k: self.p[k] for k in keys}, "train_split": split, "seed": seed}
+
+    def _spec(self, name: str, seed: int, alpha: float = 0.0,
+              references: list[keras.Model | str] | None = None,
+              network: keras.Model | None = None) -> training.Member:
+        """The member ``name`` as it is recorded (and, with ``network``, trained)."""
         references = references or []
-        cached = self._cached_references(name, references)
-        return training.Member(name, network, self._train_data(seed, cached), alpha=alpha,
-                               references=references,
-                               fingerprint={**fingerprint, "seed": seed})
+        keep_dim = self.p["keep_dim"] if alpha > 0 else 0.0
+        train_data = None
+        if network is not None:
+            train_data = self._train_data(seed, self._cached_references(name, references))
+        return training.Member(name, network, train_data, alpha=alpha, references=references,
+                               fingerprint=self._fingerprint(name, seed), keep_dim=keep_dim)
+
+    def _member(self, name: str, seed: int, alpha: float = 0.0,
+                references: list[keras.Model | str] | None = None) -> training.Member:
+        return self._spec(name, seed, alpha, references, network=self.build_network(seed))
+
+    def _fit_params(self) -> dict[str, Any]:
+        return {k: self.p[k] for k in ("epochs", "learning_rate", "momentum", "weight_decay",
+                                       "schedule", "penalty", "feature_norm")}
 
     def _fit(self, members: list[training.Member], group: str) -> dict[str, keras.Model]:
         p = self.p
         results = training.train_group(
-            members, self.test_data, group=group, run_name=p["run_name"], epochs=p["epochs"],
-            learning_rate=p["learning_rate"], momentum=p["momentum"],
-            weight_decay=p["weight_decay"], schedule=p["schedule"], penalty=p["penalty"],
-            feature_norm=p["feature_norm"], progress=self.progress, strategy=self.strategy)
+            members, self.validation_data, group=group, run_name=p["run_name"],
+            **self._fit_params(), progress=self.progress, strategy=self.strategy)
         return {name: network for name, (network, _) in results.items()}
 
     def attacker(self) -> keras.Model:
         """Train (or reuse) the attacker f1 with ``seed``."""
         return self._fit([self._member(ATTACKER, self.p["seed"])], ATTACKER)[ATTACKER]
 
-    def _chain(self, s: int) -> dict[str, keras.Model]:
+    def attackers(self) -> dict[str, keras.Model]:
+        """Train (or reuse) every attacker: f1 and the ``n_attackers - 1`` independent ones."""
+        trained = {}
+        for k, name in enumerate(self.attacker_names):
+            member = self._member(name, attacker_seed(self.p["seed"], k))
+            trained.update(self._fit([member], name))
+        return trained
+
+    def untrained(self) -> keras.Model:
+        """The frozen, untrained reference of the control: built from its seed, saved once
+        (``models/f0_untrained.keras``) so that every notebook uses the same weights."""
+        path = config.models_dir(self.p["run_name"]) / f"{UNTRAINED}.keras"
+        network = self.build_network(untrained_seed(self.p["seed"]))
+        if path.exists():
+            with self.strategy.scope():
+                saved = storage.load_network(path)
+            if storage.weights_digest(saved) == storage.weights_digest(network):
+                return saved
+        if distribute.is_chief(self.strategy):
+            storage.save_network(network, path)
+        return network
+
+    def _reference_network(self, f1: keras.Model) -> keras.Model:
+        return self.untrained() if self.p["diverge_from"] == "untrained" else f1
+
+    def _chain_specs(self, s: int, networks: bool) -> list[training.Member]:
         names = chain_names(s, self.p["n_nets"])
-        base = pair_seed(self.p["seed"], s)
-        members = []
-        for k, name in enumerate(names):
-            seed = base if k in (0, len(names) - 1) else base + _MIDDLE_SEED_STRIDE * k
-            members.append(self._member(name, seed, alpha=self.p["alpha"] if k else 0.0,
-                                        references=names[:k]))
-        return self._fit(members, f"chain_s{s}")
+        make = self._member if networks else self._spec
+        return [make(name, chain_seed(self.p["seed"], s, k),
+                     alpha=self.p["alpha"] if k else 0.0, references=names[:k])
+                for k, name in enumerate(names)]
+
+    def _chain(self, s: int) -> dict[str, keras.Model]:
+        return self._fit(self._chain_specs(s, networks=True), f"chain_s{s}")
 
     def baselines(self, f1: keras.Model) -> dict[str, keras.Model]:
         """Train (or reuse) every pair's baseline. Under ``paper_code`` a baseline is net 0 of
@@ -294,48 +397,80 @@ class Experiment:
         return trained
 
     def diverged(self, f1: keras.Model) -> dict[str, keras.Model]:
-        """Train (or reuse) every pair's diverged network (under ``paper_code``: its chain)."""
+        """Train (or reuse) every pair's diverged network (under ``paper_code``: its chain),
+        penalised against f1 or, for the control, the untrained network."""
         trained = {}
+        reference = None if self.p["design"] == "paper_code" else self._reference_network(f1)
         for s, (_, div) in enumerate(self.pairs):
             if self.p["design"] == "paper_code":
                 trained[div] = self._chain(s)[div]
             else:
                 member = self._member(div, pair_seed(self.p["seed"], s), alpha=self.p["alpha"],
-                                      references=[f1])
+                                      references=[reference])
                 trained.update(self._fit([member], div))
         return trained
 
     # ------------------------------------------------------------------ loading
 
+    def _expected_records(self, name: str, frozen: dict[str, keras.Model]
+                          ) -> dict[str, Any]:
+        """The ``.json`` record ``name`` would have if this run trained it (``frozen``: the
+        run's f1 and untrained reference, whose weight digests the records name)."""
+        seed = self.p["seed"]
+        if name in self.attacker_names:
+            k = self.attacker_names.index(name)
+            members, group = [self._spec(name, attacker_seed(seed, k))], name
+        elif self.p["design"] == "paper_code":
+            s = next(s for s in range(self.p["n_seeds"])
+                     if name in chain_names(s, self.p["n_nets"]))
+            members, group = self._chain_specs(s, networks=False), f"chain_s{s}"
+        else:
+            s = next(s for s, pair in enumerate(self.pairs) if name in pair)
+            diverged = name == self.pairs[s][1]
+            reference = frozen[self.reference_name if diverged else ATTACKER]
+            members = [self._spec(name, pair_seed(seed, s),
+                                  alpha=self.p["alpha"] if diverged else 0.0,
+                                  references=[reference])]
+            group = name
+        return training.member_records(members, self._fit_params(), group)[name]
+
     def load(self, names: list[str], notebook: str) -> dict[str, keras.Model]:
-        """Load finished networks, checking they were trained with this run's parameters and
-        against the networks now in the run (no silent mixing of two runs' models)."""
+        """Load finished networks, checking that each was trained with exactly the values this
+        run would train it with (every parameter that changes its weights, and the same f1):
+        a network is never used, or labelled, under parameters it was not trained with."""
         folder = config.models_dir(self.p["run_name"])
         with self.strategy.scope():  # references used in training must live in its scope
-            nets = {n: training.load_network(folder / f"{n}.keras", notebook) for n in names}
-            f1 = nets.get(ATTACKER) or training.load_network(folder / f"{ATTACKER}.keras",
-                                                             "02_baseline_training")
-        digest = training.weights_digest(f1)
+            nets = {n: storage.load_network(folder / f"{n}.keras", notebook) for n in names}
+            f1 = nets.get(ATTACKER) or storage.load_network(folder / f"{ATTACKER}.keras",
+                                                            "02_baseline_training")
+        frozen = {ATTACKER: f1}
+        if self.p["diverge_from"] == "untrained" and self.p["design"] == "reference" and any(
+                n not in self.attacker_names for n in names):
+            frozen[UNTRAINED] = self.untrained()
         for name in names:
-            recorded = training.read_params(folder / f"{name}.json", notebook)
-            expected = {k: self.p[k] for k in ("dataset", "network", "width", "epochs",
-                                               "design") if k in recorded}
-            stale = {k: recorded[k] for k in expected if recorded[k] != expected[k]}
-            against_f1 = ATTACKER in self.references_of(name)
-            if stale or (against_f1 and recorded.get("references") != [digest]):
-                reason = (f"parameters {stale} differ from this run's" if stale else
-                          "it was trained against another f1 than the one now in the run")
+            recorded = storage.read_params(folder / f"{name}.json", notebook)
+            recorded.pop(storage.TRAINED_ON, None)
+            expected = self._expected_records(name, frozen)
+            differ = sorted(k for k in set(recorded) | set(expected)
+                            if recorded.get(k) != expected.get(k))
+            if differ:
+                described = "; ".join(
+                    "trained against another reference network than the one now in the run"
+                    if k == "references" else
+                    f"{k} = {recorded.get(k, 'not recorded')!r} (this run: "
+                    f"{expected.get(k, 'not used')!r})" for k in differ)
                 raise ValueError(
-                    f"{folder / name}.keras does not belong with this run: {reason}. "
-                    f"Rerun notebooks/{notebook}.ipynb with this run's parameters "
-                    f"(python -m pdc_utils run --run-name {self.p['run_name']} "
-                    f"--notebooks {notebook[:2]} ...).")
+                    f"{folder / name}.keras was not trained with this run's parameters: "
+                    f"{described}. Use the parameters it was trained with, or train matching "
+                    f"networks with `python -m pdc_utils run --run-name {self.p['run_name']} "
+                    f"--notebooks {notebook[:2]} -p KEY=VALUE ...` (the same -p values for every "
+                    f"notebook).")
         return nets
 
     def all_networks(self) -> dict[str, keras.Model]:
-        """f1 and every pair's baseline and diverged network, checked (for notebooks 04, 05)."""
-        f1 = self.load([ATTACKER], "02_baseline_training")
+        """Every attacker and every pair's baseline and diverged network, checked (for
+        notebooks 04, 05)."""
+        attackers = self.load(self.attacker_names, "02_baseline_training")
         baselines = self.load([b for b, _ in self.pairs], "02_baseline_training")
         diverged = self.load([d for _, d in self.pairs], "03_diverge_training")
-        return {**f1, **baselines, **diverged}
-
+        return {**attackers, **baselines, **diverged}

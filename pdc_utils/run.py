@@ -330,7 +330,8 @@ def train_networks(profile: str = "quick", *, run_name: str | None = None,
                    progress: bool = True) -> list[Path]:
     """Train (or reuse) every network of a run without the notebooks; their paths.
 
-    The attacker f1 first, then every seed pair's baseline and diverged network (under
+    The attackers first (f1 and the independent ones), then every seed pair's baseline and
+    diverged network (under
     ``design = "paper_code"`` the chains), exactly as notebooks 02 and 03 would (same names,
     seeds, parameters and backups), so a later ``run`` with the same parameters reuses them.
     It is the entry point of a multi-worker training: every worker runs the same command with
@@ -352,7 +353,7 @@ def train_networks(profile: str = "quick", *, run_name: str | None = None,
               f"({setting['replicas']} replica(s))", flush=True)
         networks = experiment.Experiment(params, progress=progress)
         try:
-            f1 = networks.attacker()
+            f1 = networks.attackers()[experiment.ATTACKER]
             networks.baselines(f1)
             networks.diverged(f1)
         except tf.errors.UnavailableError as err:  # another worker stopped or cannot be reached
@@ -360,7 +361,7 @@ def train_networks(profile: str = "quick", *, run_name: str | None = None,
                 f"a worker of the training stopped or cannot be reached ({type(err).__name__}). "
                 f"Every finished epoch is kept in {config.run_dir(params['run_name'])}/backup: "
                 "start the same command again on every worker to resume from there") from err
-    names = [experiment.ATTACKER, *(n for pair in networks.pairs for n in pair),
+    names = [*networks.attacker_names, *(n for pair in networks.pairs for n in pair),
              *networks.chain_members]
     return [config.models_dir(params["run_name"]) / f"{name}.keras" for name in names]
 

@@ -422,10 +422,17 @@ def _pairs_table(n_seeds=4, seed=5):
 def test_seed_tables_and_t_intervals_match_a_direct_computation():
     from scipy import stats
 
+    from pdc_utils import evidence
+
     table, pairs = _pairs_table()
-    seeds = attacks.seeds_table(table, "digits", "resnet18", pairs)
-    assert list(seeds.columns) == ["dataset", "network", "method", "clean", "fgm_0.10", "seed"]
-    assert list(seeds["seed"]) == [-1, 0, 0, 1, 1, 2, 2, 3, 3]
+    other, _ = _pairs_table(seed=9)
+    per_example = pd.concat([table.assign(attacker="f1"), other.assign(attacker="f1_a1")],
+                            ignore_index=True)
+    seeds = attacks.seeds_table(per_example, "digits", "resnet18", pairs, ["f1", "f1_a1"])
+    assert list(seeds.columns) == ["dataset", "network", "method", "clean", "fgm_0.10", "seed",
+                                   "attacker"]
+    assert list(seeds["seed"]) == [-1, 0, 0, 1, 1, 2, 2, 3, 3] * 2
+    assert list(seeds["attacker"]) == ["f1"] * 9 + ["f1_a1"] * 9
     mean = attacks.mean_over_seeds(seeds)
     assert list(mean["method"]) == ["source", "baseline", "diverge"]
     acc = table.groupby(["attack", "model"])["correct"].mean() * 100
@@ -433,18 +440,29 @@ def test_seed_tables_and_t_intervals_match_a_direct_computation():
     assert mean.set_index("method").loc["diverge", "fgm_0.10"] == pytest.approx(expected,
                                                                                 abs=0.006)
 
-    gap = attacks.seed_differences(table, pairs).set_index("attack")
+    gap = evidence.seed_differences(per_example, pairs, ["f1", "f1_a1"])
+    assert list(gap["attackers"]) == ["none", "f1", "others"]
     d = np.array([acc[("fgm", dv)] - acc[("fgm", b)] for b, dv in pairs])
     low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
-    row = gap.loc["fgm"]
+    row = gap.set_index(["attack", "attackers"]).loc[("fgm", "f1")]
     assert row["difference"] == pytest.approx(d.mean())
     assert (row["low"], row["high"]) == pytest.approx((low, high))
+    assert row["p_value"] == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue)
     assert row["n_seeds"] == 4 and row["seeds_ahead"] == int((d > 0).sum())
-    one = attacks.seed_differences(table, pairs[:1])
+    acc_other = other.groupby(["attack", "model"])["correct"].mean() * 100
+    d_other = np.array([acc_other[("fgm", dv)] - acc_other[("fgm", b)] for b, dv in pairs])
+    others = gap.set_index(["attack", "attackers"]).loc[("fgm", "others")]
+    assert others["difference"] == pytest.approx(d_other.mean())
+    attacked = gap[gap["attack"] != "clean"]
+    np.testing.assert_allclose(attacked["p_holm"],
+                               evidence.holm(attacked["p_value"].to_numpy()))
+    assert gap.loc[gap["attack"] == "clean", "p_holm"].isna().all()
+    one = evidence.seed_differences(per_example, pairs[:1], ["f1"])
     assert one["low"].isna().all(), "one pair has no spread, so no interval"
-    text = attacks.verdict_text(gap.reset_index(), run_name="r", dataset="digits",
-                                design="reference", penalty="v", alpha=1.0, protocol="pixel")
+    text = evidence.verdict_text(gap, run_name="r", dataset="digits", design="reference",
+                                 penalty="v", alpha=1.0, protocol="pixel")
     assert "4 seed pairs" in text and f"{d.mean():+.1f}" in text
+    assert "2 comparisons" in text and "illustration" in text
 
 
 def test_gradient_alignment_is_the_cosine_of_input_gradients(digits):

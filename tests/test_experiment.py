@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pdc_utils import artifacts, config, data, experiment, features, training
+from pdc_utils import artifacts, config, data, experiment, features, storage, training
 
 
 def _params(**overrides):
@@ -29,22 +29,32 @@ def test_names_and_seeds_of_both_designs():
 def test_a_run_trains_its_pairs_with_shared_initial_weights(design, isolated_run_dirs):
     training.configure(0)
     exp = experiment.Experiment(_params(design=design, penalty="u"), progress=False)
-    f1 = exp.attacker()
+    attackers = exp.attackers()
+    f1 = attackers["f1"]
     baselines = exp.baselines(f1)
     diverged = exp.diverged(f1)
+    assert list(attackers) == ["f1", "f1_a1"]
     assert list(baselines) == ["f2_baseline", "f2_baseline_s1"]
     assert list(diverged) == ["f2_diverge", "f2_diverge_s1"]
     models = config.models_dir("exp")
+    assert storage.read_params(models / "f1_a1.json", "02")["seed"] == \
+        experiment.attacker_seed(0, 1) != 0
     for s, (base, div) in enumerate(exp.pairs):
-        recorded = [training.read_params(models / f"{n}.json", "02") for n in (base, div)]
-        assert recorded[0]["seed"] == recorded[1]["seed"] == experiment.pair_seed(0, s)
+        recorded = [storage.read_params(models / f"{n}.json", "02") for n in (base, div)]
+        # a reference pair shares its seed; a chain's nets each have their own, as the
+        # paper's (unseeded) code had
+        div_seed = (experiment.pair_seed(0, s) if design == "reference"
+                    else experiment.chain_seed(0, s, exp.p["n_nets"] - 1))
+        assert recorded[0]["seed"] == experiment.pair_seed(0, s)
+        assert recorded[1]["seed"] == div_seed
+        assert (div_seed == recorded[0]["seed"]) == (design == "reference")
         assert recorded[0]["alpha"] == 0 and recorded[1]["alpha"] == exp.p["alpha"]
         # same seed, same initial weights: a fresh build of the pair's seed is identical
         fresh = [exp.build_network(experiment.pair_seed(0, s)) for _ in range(2)]
         for a, b in zip(fresh[0].get_weights(), fresh[1].get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
-    digest = training.weights_digest(f1)
-    div_refs = training.read_params(models / "f2_diverge.json", "03")["references"]
+    digest = storage.weights_digest(f1)
+    div_refs = storage.read_params(models / "f2_diverge.json", "03")["references"]
     if design == "reference":
         assert div_refs == [digest]
         assert exp.chain_members == []
@@ -53,27 +63,68 @@ def test_a_run_trains_its_pairs_with_shared_initial_weights(design, isolated_run
         assert exp.chain_members == ["chain_s0_net1", "chain_s1_net1"]
         assert exp.references_of("f2_diverge_s1") == ["f2_baseline_s1", "chain_s1_net1"]
         assert (models / "chain_s1_net1.keras").exists()
-    assert set(exp.all_networks()) == {"f1", *baselines, *diverged}
+    assert set(exp.all_networks()) == {*attackers, *baselines, *diverged}
 
 
 def test_networks_trained_against_another_f1_are_refused(isolated_run_dirs):
     training.configure(0)
-    exp = experiment.Experiment(_params(n_seeds=1), progress=False)
+    exp = experiment.Experiment(_params(n_seeds=1, n_attackers=1), progress=False)
     f1 = exp.attacker()
     exp.baselines(f1)
     exp.diverged(f1)
     keras.utils.set_random_seed(99)  # replace f1 by another network, as a rerun of 02 would
     other = exp.build_network(99)
-    training.save_network(other, config.models_dir("exp") / "f1.keras")
-    with pytest.raises(ValueError, match="trained against another f1"):
+    storage.save_network(other, config.models_dir("exp") / "f1.keras")
+    with pytest.raises(ValueError, match="trained against another reference network"):
         exp.all_networks()
+
+
+def test_networks_trained_with_other_parameters_are_refused_and_the_values_named(
+        isolated_run_dirs):
+    """Notebooks 04 and 05 with another alpha (or seed, lr, ...) than the networks were
+    trained with stop, naming each value, instead of labelling the results with it."""
+    training.configure(0)
+    exp = experiment.Experiment(_params(n_seeds=1, n_attackers=1), progress=False)
+    f1 = exp.attacker()
+    exp.baselines(f1)
+    exp.diverged(f1)
+    assert set(exp.all_networks()) == {"f1", "f2_baseline", "f2_diverge"}
+    other = experiment.Experiment(_params(n_seeds=1, n_attackers=1, alpha=0.3,
+                                          learning_rate=0.2), progress=False)
+    with pytest.raises(ValueError, match=r"f2_diverge.keras was not trained with this run's "
+                                         r"parameters: alpha = 1.0 \(this run: 0.3\); "
+                                         r"learning_rate = 0.05 \(this run: 0.2\)"):
+        other.load(["f2_diverge"], "03_diverge_training")
+    with pytest.raises(ValueError, match=r"learning_rate = 0.05 \(this run: 0.2\)"):
+        other.load(["f1"], "02_baseline_training")
+
+
+def test_the_untrained_control_shares_the_baselines_and_diverges_from_random_weights(
+        isolated_run_dirs):
+    training.configure(0)
+    normal = experiment.Experiment(_params(n_seeds=1, n_attackers=1), progress=False)
+    f1 = normal.attacker()
+    baseline = normal.baselines(f1)["f2_baseline"]
+    control = experiment.Experiment(_params(n_seeds=1, n_attackers=1,
+                                            diverge_from="untrained"), progress=False)
+    assert control.references_of("f2_diverge") == [experiment.UNTRAINED]
+    assert control.references_of("f2_baseline") == ["f1"]
+    reused = control.baselines(f1)["f2_baseline"]  # the same record: reused, not retrained
+    assert storage.weights_digest(reused) == storage.weights_digest(baseline)
+    control.diverged(f1)
+    untrained = control.untrained()
+    recorded = storage.read_params(config.models_dir("exp") / "f2_diverge.json", "03")
+    assert recorded["references"] == [storage.weights_digest(untrained)]
+    assert recorded["references"] != [storage.weights_digest(f1)]
+    assert storage.weights_digest(control.untrained()) == storage.weights_digest(untrained)
+    assert set(control.all_networks()) == {"f1", "f2_baseline", "f2_diverge"}
 
 
 def test_a_damaged_parameters_file_is_named(isolated_run_dirs):
     path = config.models_dir("exp") / "f1.json"
     artifacts.write_text_atomic(path, "{not json")
     with pytest.raises(ValueError, match="f1.json is damaged"):
-        training.read_params(path, "02_baseline_training")
+        storage.read_params(path, "02_baseline_training")
 
 
 # --- the frozen-reference feature cache --------------------------------------------------------
@@ -87,6 +138,8 @@ def test_feature_cache_validity():
     assert "change during training" in chain and "design reference" in chain
     crops = experiment.feature_cache_problem("reference", "cifar10", True)
     assert "augment=True on cifar10" in crops and "augment=False" in crops
+    assert "input gradients" in experiment.feature_cache_problem("reference", "digits", False,
+                                                                 "grad_align")
 
 
 @pytest.mark.parametrize(("overrides", "reason"), [
@@ -156,9 +209,9 @@ def test_a_network_trained_with_the_cache_is_the_one_trained_without(isolated_ru
         trained[mode] = exp._fit([member], "f2_diverge")["f2_diverge"]
     for a, b in zip(trained["auto"].get_weights(), trained["off"].get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    recorded = training.read_params(config.models_dir("cached") / "f2_diverge.json", "03")
+    recorded = storage.read_params(config.models_dir("cached") / "f2_diverge.json", "03")
     assert "feature_cache" not in recorded
-    assert recorded == training.read_params(config.models_dir("live") / "f2_diverge.json", "03")
+    assert recorded == storage.read_params(config.models_dir("live") / "f2_diverge.json", "03")
     capsys.readouterr()
     exp = experiment.Experiment(_params(feature_cache="off", run_name="cached"), progress=False)
     exp._fit([exp._member("f2_diverge", 1, 3.0, [exp.build_network(0)])], "f2_diverge")

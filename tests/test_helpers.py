@@ -129,7 +129,7 @@ def test_notebook_checks_name_known_exercises_and_pass_only_plain_names():
 def test_function_exercises_accept_the_package_and_reject_a_wrong_function(capsys):
     import tensorflow as tf
 
-    from pdc_utils import attacks, training
+    from pdc_utils import attacks, objective
     from pdc_utils import distance as D
 
     def said(*args):
@@ -142,11 +142,11 @@ def test_function_exercises_accept_the_package_and_reject_a_wrong_function(capsy
     assert "not attempted" in said("01.u_centring", lambda a: None)
     assert "raised" in said("01.u_centring", lambda a: 1 / 0)
 
-    def objective(logits, labels, feats, reference, alpha):
+    def diverge_objective(logits, labels, feats, reference, alpha):
         ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        return float(ce + alpha * training.feature_penalty(feats, [reference]))
+        return float(ce + alpha * objective.feature_penalty(feats, [reference]))
 
-    assert "correct" in said("03.objective", objective)
+    assert "correct" in said("03.objective", diverge_objective)
     assert "not yet" in said("03.objective", lambda *a: 0.0)
     def bim_from(m, x, y, e, step, steps, noise):  # no random start: not the asked-for attack
         return attacks.pgd(m, x, e, step, steps, y=y)

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pdc_utils import config, data, features, models, training
+from pdc_utils import config, data, features, models, objective, storage, training
 
 FIT = dict(learning_rate=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine")
 
@@ -75,7 +75,7 @@ def test_cached_reference_features_train_like_the_live_reference(penalty, alpha)
 
     def two_steps(extra):
         net = _network(info, 1, 4)
-        model = training.DivergeModel(net, [reference], alpha=alpha, penalty=penalty,
+        model = objective.DivergeModel(net, [reference], alpha=alpha, penalty=penalty,
                                       weight_decay=5e-4)
         model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
         train = data.load_split("digits", "train", batch_size=64, shuffle=True, seed=0,
@@ -96,7 +96,7 @@ def test_cached_reference_features_train_like_the_live_reference(penalty, alpha)
 def test_a_sample_weight_is_not_taken_for_cached_features(digits):
     info, train, _ = digits
     x, y = next(iter(train))
-    model = training.DivergeModel(_network(info, 1, 4), [_network(info, 0, 4)], alpha=1.0)
+    model = objective.DivergeModel(_network(info, 1, 4), [_network(info, 0, 4)], alpha=1.0)
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     with pytest.raises(ValueError, match="third element of a training batch must be the "
                                          "cached reference features: a tuple of 1 tensor"):
@@ -110,7 +110,7 @@ def test_weight_decay_is_coupled_l2_as_in_pytorch_sgd(digits):
     x, y = next(iter(train))
     net = _network(info, 3, width=4)
     wd, lr, m = 0.1, 0.5, 0.9
-    model = training.DivergeModel(net, weight_decay=wd)
+    model = objective.DivergeModel(net, weight_decay=wd)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=m))
     variables = net.trainable_variables
 
@@ -198,14 +198,14 @@ def test_changed_parameters_retrain_and_keep_the_old_model_aside(digits, isolate
     assert calls[-2:] == [0, 1]
     kept = list((config.run_dir("r") / "replaced").glob("*/net.keras"))
     assert len(kept) == 1, "the finished model of the other parameters must be kept aside"
-    assert training.read_params(config.models_dir("r") / "net.json", "02")["epochs"] == 2
+    assert storage.read_params(config.models_dir("r") / "net.json", "02")["epochs"] == 2
 
 
 def test_a_damaged_model_file_is_named_as_damaged(tmp_path):
     path = tmp_path / "f1.keras"
     path.write_bytes(b"not a keras file")
     with pytest.raises(ValueError, match="damaged or truncated"):
-        training.load_network(path, "02_baseline_training")
+        storage.load_network(path, "02_baseline_training")
 
 
 def test_a_last_batch_of_one_image_trains(digits, isolated_run_dirs):
@@ -221,10 +221,10 @@ def test_a_last_batch_of_one_image_trains(digits, isolated_run_dirs):
 def test_u_penalty_is_clamped_at_zero_and_u_raw_is_not():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(16, 8)), rng.normal(size=(16, 8))
-    raw = float(training.feature_penalty(a, [b], penalty="u_raw"))
-    clamped = float(training.feature_penalty(a, [b], penalty="u"))
+    raw = float(objective.feature_penalty(a, [b], penalty="u_raw"))
+    clamped = float(objective.feature_penalty(a, [b], penalty="u"))
     assert clamped == max(raw, 0.0)
-    v = float(training.feature_penalty(a, [b], penalty="v"))
+    v = float(objective.feature_penalty(a, [b], penalty="v"))
     assert v > abs(raw), "the V-statistic of independent 8-d samples is biased upwards"
 
 
@@ -232,13 +232,13 @@ def test_bad_training_arguments_are_rejected(digits):
     info, _, _ = digits
     net = _network(info, 0, 4)
     with pytest.raises(ValueError, match="at least one reference"):
-        training.DivergeModel(net, alpha=0.5)
+        objective.DivergeModel(net, alpha=0.5)
     with pytest.raises(ValueError, match="alpha must be a number >= 0"):
-        training.DivergeModel(net, [net], alpha=-1.0)
+        objective.DivergeModel(net, [net], alpha=-1.0)
     with pytest.raises(ValueError, match="valid choices: cosine, step, constant"):
         training.make_optimizer(0.1, 0.9, "linear", 10, 10)
     with pytest.raises(ValueError, match="end in .keras"):
-        training.save_network(net, "model.h5")
+        storage.save_network(net, "model.h5")
 
 
 def test_schedules():
@@ -260,12 +260,12 @@ def test_dcor_is_float32_under_mixed_precision_and_xla(digits):
     try:
         keras.mixed_precision.set_global_policy("mixed_float16")
         reference, net = _network(info, 0, 4), _network(info, 1, 4)
-        model = training.DivergeModel(net, [reference], alpha=1.0)
+        model = objective.DivergeModel(net, [reference], alpha=1.0)
         # XLA too, as on a GPU (the CPU compiles the same graph)
         model.compile(optimizer=keras.optimizers.SGD(0.01), jit_compile=True)
         logs = model.train_on_batch(x, y, return_dict=True)
         _, feats = net(x)
-        penalty = training.feature_penalty(feats, [reference(x)[1]])
+        penalty = objective.feature_penalty(feats, [reference(x)[1]])
     finally:
         keras.mixed_precision.set_global_policy("float32")
         if determinism:
@@ -291,7 +291,7 @@ def test_one_diverge_step_on_mock_data_for_every_gpu_profile_network(dataset, ne
     keras.utils.set_random_seed(0)
     reference = models.build_network(network, info, width=params["width"])
     net = models.build_network(network, info, width=params["width"])
-    model = training.DivergeModel(net, [reference], alpha=params["alpha"],
+    model = objective.DivergeModel(net, [reference], alpha=params["alpha"],
                                   weight_decay=params["weight_decay"])
     model.compile(optimizer=training.make_optimizer(params["learning_rate"], params["momentum"],
                                                     params["schedule"], params["epochs"], 10))

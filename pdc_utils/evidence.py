@@ -1,0 +1,202 @@
+"""What a run's transfer numbers show: differences over seed pairs, tests, and their correction.
+
+A run scores every pair (baseline s, diverged s) on the adversarial images of every attacker.
+For attack a, ε and attacker k, pair s gives one difference in points,
+
+    d_sk = acc(diverged_s) − acc(baseline_s)      (same images for both)
+
+and training randomness is what makes it vary from pair to pair, so the pairs are the unit of
+every interval and test here. Two families of attackers are kept apart:
+
+- ``f1``: attacker 0. Under the ``reference`` design with ``diverge_from="attacker"`` it is the
+  network the diverged networks were penalised against ("transfer from the network I diverged
+  from"); otherwise it is one more independent attacker, reported alone for comparison.
+- ``others``: attackers 1 … K−1, never a reference of anyone. Pair s contributes the mean of
+  d_sk over them ("transfer from networks I never saw"), so attacker-to-attacker variation
+  averages out within a pair instead of counting as extra pairs.
+
+Per (attack, ε, attackers): the mean over pairs, its 95 % t-interval, the two-sided paired
+t-test p-value (H0: mean difference 0), and Holm's adjustment over the run's family — every
+attacked (attack, ε, attackers) row — which keeps the chance of any false claim in the family
+at 5 %. A study with several settings uses :func:`holm` and :func:`benjamini_hochberg` over all
+of its tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: The attackers column's values: attacker 0, the mean over the independent attackers, and
+#: the row of clean accuracy (which no attacker changes).
+REFERENCE_ATTACKER, OTHER_ATTACKERS, NO_ATTACKER = "f1", "others", "none"
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment: ``p_(i) · (m − i + 1)``, made monotone, capped at 1.
+
+    Rejecting where the adjusted value is below α keeps the family-wise error rate at α for
+    any dependence between the tests (the settings of a study share their baselines and
+    attackers, so their tests are correlated). NaN stays NaN and does not count in m.
+    """
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = valid.size
+    if m == 0:
+        return adjusted
+    order = valid[np.argsort(p[valid], kind="stable")]
+    scaled = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    adjusted[order] = np.minimum(scaled, 1.0)
+    return adjusted
+
+
+def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values): ``min_{j ≥ i} p_(j) · m / j``.
+
+    Rejecting where q < 0.05 keeps the expected share of false claims among the claims at 5 %
+    (under independence or positive dependence). Weaker than Holm, so it finds more. NaN stays
+    NaN and does not count in m.
+    """
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = valid.size
+    if m == 0:
+        return adjusted
+    order = valid[np.argsort(p[valid], kind="stable")]
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    return adjusted
+
+
+def t_summary(d: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Mean of ``d`` with its t-interval and the two-sided one-sample t-test of mean 0.
+
+    ``mean ± t_{(1+level)/2, n−1} · sd / √n``; with one value there is no spread (NaN), and a
+    spread of 0 gives p = 0 for a non-zero mean and 1 for a zero one.
+    """
+    from scipy import stats
+
+    d = np.asarray(d, dtype=float)
+    n = d.size
+    mean = float(d.mean())
+    if n < 2:
+        return {"difference": mean, "low": np.nan, "high": np.nan, "sd": np.nan,
+                "p_value": np.nan}
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n))
+    if sd == 0:
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        p = float(2 * stats.t.sf(abs(mean) / (sd / np.sqrt(n)), n - 1))
+    return {"difference": mean, "low": mean - half, "high": mean + half, "sd": sd, "p_value": p}
+
+
+def _accuracy(per_example: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy in % per (attacker, attack, eps, model)."""
+    keys = ["attacker", "attack", "eps", "model"]
+    return (per_example.groupby(keys, sort=False)["correct"].mean() * 100.0).reset_index(
+        name="accuracy")
+
+
+def seed_differences(per_example: pd.DataFrame, pairs: Sequence[tuple[str, str]],
+                     attackers: Sequence[str], level: float = 0.95) -> pd.DataFrame:
+    """Diverged − baseline accuracy per attack, ε and attacker family, over seed pairs.
+
+    ``per_example`` holds the rows of :func:`pdc_utils.attacks.transfer_evaluation` for every
+    attacker, with an ``attacker`` column; ``attackers[0]`` is f1, the others independent
+    (see the module's docstring). Columns: ``attack, eps, attackers, difference, low, high,
+    sd, seeds_ahead, n_seeds, n_attackers, p_value, p_holm`` (``p_holm``: Holm over every
+    attacked row of the table; NaN for the clean row, which is a cost, not a claim).
+    """
+    if "attacker" not in per_example:
+        raise ValueError("per_example needs an 'attacker' column (one transfer evaluation per "
+                         "attacker, concatenated)")
+    missing = sorted(set(attackers) - set(per_example["attacker"]))
+    if not attackers or missing:
+        raise ValueError(f"attackers must name attackers of the table; missing: {missing}")
+    accuracy = _accuracy(per_example).set_index(["attacker", "attack", "eps", "model"])[
+        "accuracy"]
+    families = [(REFERENCE_ATTACKER, [attackers[0]])]
+    if len(attackers) > 1:
+        families.append((OTHER_ATTACKERS, list(attackers[1:])))
+    settings = per_example[["attack", "eps"]].drop_duplicates()
+    rows = []
+    for attack, eps in settings.itertuples(index=False):
+        groups = [(NO_ATTACKER, [attackers[0]])] if attack == "clean" else families
+        for family, members in groups:
+            d = np.array([np.mean([accuracy[(k, attack, eps, div)]
+                                   - accuracy[(k, attack, eps, base)] for k in members])
+                          for base, div in pairs])
+            rows.append({"attack": attack, "eps": eps, "attackers": family,
+                         **t_summary(d, level), "seeds_ahead": int((d > 0).sum()),
+                         "n_seeds": d.size, "n_attackers": len(members)})
+    table = pd.DataFrame(rows)
+    columns = ["attack", "eps", "attackers", "difference", "low", "high", "sd", "seeds_ahead",
+               "n_seeds", "n_attackers", "p_value"]
+    table = table[columns]
+    attacked = table["attack"] != "clean"
+    table["p_holm"] = np.nan
+    table.loc[attacked, "p_holm"] = holm(table.loc[attacked, "p_value"].to_numpy())
+    return table
+
+
+def _family_words(family: str, design: str, diverge_from: str) -> str:
+    if family == OTHER_ATTACKERS:
+        return "from independent attackers (never a reference)"
+    if design == "reference" and diverge_from == "attacker":
+        return "from f1, the network diverged from"
+    return "from f1 (an independent attacker here)"
+
+
+def verdict_text(gap: pd.DataFrame, *, run_name: str, dataset: str, design: str,
+                 penalty: str, alpha: float, protocol: str, diverge_from: str = "attacker",
+                 alpha_level: float = 0.05) -> str:
+    """One paragraph stating what :func:`seed_differences` shows, computed from it.
+
+    A difference is called a finding only where Holm's adjusted p-value is below
+    ``alpha_level``; the text says how many comparisons the family had, and what a run with
+    few pairs is (an illustration, not a result).
+    """
+    attacked = gap[gap["attack"] != "clean"]
+    n = int(gap["n_seeds"].iloc[0])
+    head = (f"Run {run_name} ({dataset}, design {design}, penalty {penalty}, alpha {alpha:g}, "
+            f"diverge_from {diverge_from}, protocol {protocol}, {n} seed "
+            f"pair{'s' if n != 1 else ''}): ")
+    parts = []
+    for family, rows in attacked.groupby("attackers", sort=False):
+        parts.append(f"{_family_words(family, design, diverge_from)}, mean diverge − baseline "
+                     f"accuracy from {rows['difference'].min():+.1f} to "
+                     f"{rows['difference'].max():+.1f} points over {len(rows)} settings "
+                     f"({int(rows['n_attackers'].iloc[0])} attacker(s) per pair)")
+    text = head + "; ".join(parts)
+    if n < 2:
+        return text + ". One pair is one draw of training randomness: no interval, no test."
+    m = int(attacked["p_holm"].notna().sum())
+    up = attacked[(attacked["p_holm"] < alpha_level) & (attacked["difference"] > 0)]
+    down = attacked[(attacked["p_holm"] < alpha_level) & (attacked["difference"] < 0)]
+    uncorrected = int((attacked["p_value"] < alpha_level).sum())
+
+    def named(rows: pd.DataFrame) -> str:
+        return ", ".join(f"{r.attack} ε={r.eps:g} ({r.attackers}: {r.difference:+.1f}, "
+                         f"p_holm {r.p_holm:.3f})" for r in rows.itertuples())
+
+    if len(up) or len(down):
+        claim = (f"after Holm's correction over the {m} comparisons, the difference is "
+                 f"significant at {alpha_level:g}"
+                 + (f" in favour of diverging in {named(up)}" if len(up) else "")
+                 + (" and" if len(up) and len(down) else "")
+                 + (f" against it in {named(down)}" if len(down) else ""))
+    else:
+        claim = (f"after Holm's correction over the {m} comparisons no difference is "
+                 f"significant at {alpha_level:g} ({uncorrected} of {m} would be without the "
+                 f"correction): this run shows no effect either way")
+    clean = gap[gap["attack"] == "clean"].iloc[0]
+    return (text + "; " + claim + f". On clean images: {clean['difference']:+.1f} "
+            f"[{clean['low']:+.1f}, {clean['high']:+.1f}]. "
+            + (f"{n} pairs make an illustration, not a result: "
+               "bench/results/diverge_confirm.md holds the confirmatory study."
+               if n < 8 else ""))
