@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("profiles", help="list the profiles and their parameters")
     copies = commands.add_parser("student-copies",
                                  help="write the notebooks without their solution cells")
-    copies.add_argument("--out", required=True, help="folder for the student notebooks")
+    copies.add_argument("--out", required=True, help="folder for the student notebooks "
+                        "(not notebooks/ itself)")
+    copies.add_argument("--force", action="store_true",
+                        help="replace student notebooks already in --out")
     return parser
 
 
@@ -55,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "student-copies":
         try:
-            written = run.write_student_copies(args.out)
+            written = run.write_student_copies(args.out, force=args.force)
+        except (ValueError, FileExistsError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         except OSError as err:
             print(f"error: cannot write the student copies to {args.out}: {err}",
                   file=sys.stderr)

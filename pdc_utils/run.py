@@ -433,15 +433,40 @@ def describe_profiles() -> str:
     return "\n\n".join(blocks)
 
 
-def write_student_copies(out_dir: str | os.PathLike, directory: Path | None = None) -> list[Path]:
+def write_student_copies(out_dir: str | os.PathLike, directory: Path | None = None, *,
+                         force: bool = False) -> list[Path]:
     """Write every notebook of the series to ``out_dir`` without its cells tagged ``solution``
-    (the reference answers), outputs cleared: the copies a lecturer hands out."""
+    (the reference answers), outputs cleared: the copies a lecturer hands out.
+
+    Nothing is written when ``out_dir`` is empty or blank, when it is the folder of the series'
+    notebooks (``directory``; compared as resolved paths, so ``./notebooks/`` and
+    ``<repo>/notebooks/../notebooks`` count) or when a copy would replace an existing file
+    and ``force`` is not set: the originals' solutions and a student's work are never lost.
+    """
     import nbformat
 
-    out = Path(out_dir)
+    if not str(out_dir).strip():
+        raise ValueError("the folder for the student copies (--out) is empty; give a folder "
+                         "such as --out handout (it is created if missing)")
+    source = (directory or notebooks_dir()).resolve()
+    out = Path(out_dir).expanduser()
+    if out.resolve() == source or (out.is_dir() and os.path.samefile(out, source)):
+        raise ValueError(f"the folder for the student copies (--out) {out_dir!r} is the folder "
+                         f"of the series' notebooks ({source}): the copies would replace the "
+                         "originals and their solutions. Give another folder, e.g. --out "
+                         "handout")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the folder for the student copies (--out) {out_dir!r} is a file, "
+                         "not a folder; give a new or existing folder, e.g. --out handout")
+    paths = select_notebooks(None, directory)
+    existing = [out / p.name for p in paths if (out / p.name).exists()]
+    if existing and not force:
+        raise FileExistsError(
+            f"{out} already holds {', '.join(p.name for p in existing)}: a student's work may "
+            "be in them. Give an empty or new folder, or add --force to replace them")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in select_notebooks(None, directory):
+    for path in paths:
         notebook = nbformat.read(str(path), as_version=4)
         notebook.cells = [c for c in notebook.cells
                           if "solution" not in c.get("metadata", {}).get("tags", [])]
