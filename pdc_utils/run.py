@@ -3,8 +3,12 @@
 Each notebook receives the profile's values for exactly the parameters its ``parameters``
 cell declares; ``-p KEY=VALUE`` overrides a profile value for every notebook that declares it.
 Executed copies go to ``runs/<run>/notebooks/``; the run stops at the first failure and says
-which notebook and cell failed and where the partly executed copy is. At the end it writes
-``runs/<run>/summary.md``.
+which notebook and cell failed and where the partly executed copy is. A notebook runs into
+``NN_name.partial.ipynb``, which becomes ``NN_name.ipynb`` when it succeeds and
+``NN_name.failed.ipynb`` when it fails: a failed rerun never replaces the last successful copy,
+nor its record of the parameters its tables were made with (``results/made_with_NN_name.json``,
+which also holds the tables' SHA-256, so a table that a failed run rewrote is not shown under
+the old parameters). At the end it writes ``runs/<run>/summary.md``.
 
 While the series runs, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) instead
 of killing the runner outright, exactly as Ctrl-C does. papermill shuts a notebook's kernel down
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -242,28 +247,40 @@ def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
                      progress: bool) -> float:
     """Run one notebook with the parameters it declares; return its wall time in seconds.
 
-    A failing cell raises :class:`RunError` naming the notebook, the cell and the copy.
+    papermill writes into ``NN_name.partial.ipynb`` beside ``output``; on success that copy
+    replaces ``output`` and the parameters are recorded. A failing cell raises
+    :class:`RunError` naming the notebook, the cell and the partly executed copy, which is
+    renamed ``NN_name.failed.ipynb``; ``output`` and the record of its run stay as they were.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     declared = declared_parameters(path)
     given = {k: v for k, v in params.items() if k in declared}
+    partial, failed = (output.with_name(f"{output.stem}.{state}.ipynb")
+                       for state in ("partial", "failed"))
     start = time.perf_counter()
-    _made_with_path(params["run_name"], path.stem).unlink(missing_ok=True)  # until it succeeds
     try:
         # the kernel's C++ output (TensorFlow's start-up lines) goes to the runner's stderr,
         # where start_up_noise_filtered drops it, instead of into the executed notebook
-        papermill.execute_notebook(str(path), str(output), parameters=given,
+        papermill.execute_notebook(str(path), str(partial), parameters=given,
                                    cwd=str(path.parent), kernel_name="python3",
                                    progress_bar=progress, log_output=False,
                                    extra_arguments=["--IPKernelApp.capture_fd_output=False"])
-    except PapermillExecutionError as err:
+    except BaseException as err:  # a failing cell, Ctrl-C, SIGTERM: keep what ran, aside
+        if partial.exists():
+            os.replace(partial, failed)
+        if not isinstance(err, PapermillExecutionError):
+            raise
+        kept = (f"; the last successful copy {output} and its tables' record are kept"
+                if output.exists() else "")
         raise RunError(
             f"notebook {path.name} failed in cell [{err.exec_count}] "
-            f"({_failed_cell_source(output)}) with {err.ename}: {err.evalue}\n"
-            f"the partly executed copy is {output}"
+            f"({_failed_cell_source(failed)}) with {err.ename}: {err.evalue}\n"
+            f"the partly executed copy is {failed}{kept}"
         ) from err
+    os.replace(partial, output)
+    failed.unlink(missing_ok=True)  # an older failure's copy no longer says anything
     record_parameters(params["run_name"], path.stem, given)
     return time.perf_counter() - start
 
@@ -307,22 +324,40 @@ def _made_with_path(run: str, notebook: str) -> Path:
     return config.results_dir(run) / f"made_with_{notebook}.json"
 
 
+def _table_digests(run: str, notebook: str) -> dict[str, str]:
+    """SHA-256 of each summary table of ``notebook`` that exists in the run's results."""
+    results = config.results_dir(run)
+    return {name: hashlib.sha256((results / name).read_bytes()).hexdigest()
+            for _, name, made_by in SUMMARY_TABLES
+            if made_by == notebook and (results / name).exists()}
+
+
 def record_parameters(run: str, notebook: str, given: Mapping[str, Any]) -> None:
-    """Record the parameters a notebook ran with, so the summary can tell its tables apart."""
-    artifacts.write_json_atomic(_made_with_path(run, notebook), dict(given))
+    """Record the parameters a notebook ran with and the digests of the tables it left, so the
+    summary can tell its tables apart (and see a table that a later, failed run rewrote)."""
+    artifacts.write_json_atomic(_made_with_path(run, notebook), {
+        "parameters": dict(given), "tables": _table_digests(run, notebook)})
 
 
-def _differences(run: str, notebook: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Parameters with which ``notebook``'s tables were made that differ from ``params``
-    (``None`` when that is not recorded)."""
+def _not_shown_because(run: str, notebook: str, table: str,
+                       params: Mapping[str, Any]) -> str | None:
+    """Why ``table`` of ``notebook`` may not be shown under ``params``, or ``None`` if it may:
+    it was made with other parameters, or changed since ``notebook`` last succeeded, or no
+    record says what it was made with."""
     path = _made_with_path(run, notebook)
-    if not path.exists():
-        return None
     try:
-        made_with = artifacts.read_json(path)
+        made_with = artifacts.read_json(path) if path.exists() else {}
     except ValueError:
-        return None
-    return {k: v for k, v in made_with.items() if k in params and params[k] != v}
+        made_with = {}
+    recorded = made_with.get("parameters")
+    if not isinstance(recorded, dict):
+        return "not known to be made with these parameters"
+    digest = _table_digests(run, notebook).get(table)
+    if made_with.get("tables", {}).get(table) != digest:
+        return (f"changed after notebook {notebook[:2]} last succeeded (by a run that failed or "
+                f"was stopped, or by hand), so its parameters are not known")
+    differ = {k: v for k, v in recorded.items() if k in params and params[k] != v}
+    return f"made with other parameters ({differ})" if differ else None
 
 
 def train_networks(profile: str = "quick", *, run_name: str | None = None,
@@ -387,9 +422,9 @@ def _trained_on(run: str) -> str:
 def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str, float]) -> Path:
     """Write ``runs/<run>/summary.md``: tables, parameters, versions, device, wall times.
 
-    A table is shown only if the notebook that wrote it ran with these parameters; a table
-    left by a run with other parameters is named, with the command that remakes it, instead
-    of being shown under parameters it does not belong to.
+    A table is shown only if the notebook that wrote it last succeeded with these parameters
+    and the table is the one it left; any other table is named, with the command that remakes
+    it, instead of being shown under parameters it may not belong to.
     """
     run = params["run_name"]
     results = config.results_dir(run)
@@ -397,10 +432,8 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
     for title, name, notebook in SUMMARY_TABLES:
         if not (results / name).exists():
             continue
-        differ = _differences(run, notebook, params)
-        if differ is None or differ:
-            why = (f"made with other parameters ({differ})" if differ
-                   else "not known to be made with these parameters")
+        why = _not_shown_because(run, notebook, name, params)
+        if why:
             lines += [f"## {title}", "", f"Not shown: `{name}` was {why}; remake it with "
                       f"`python -m pdc_utils run --profile {profile} --run-name {run} "
                       f"--notebooks {notebook[:2]}` and the same `-p` options.", ""]
