@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from pdc_utils import config, run
+from pdc_utils import config, locking, run
 
 
 def _add_run_options(command: argparse.ArgumentParser, run_name_help: str) -> None:
@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0 done, 1 error, 128 + signal stopped).
 
-    Expected failures (bad parameters, a failing notebook, an unwritable run folder, Ctrl-C or
-    SIGTERM) print one message to stderr instead of a traceback.
+    Expected failures (bad parameters, a failing notebook, an unwritable run or figures folder,
+    a run in use by another process, Ctrl-C or SIGTERM) print one message to stderr instead of
+    a traceback.
     """
     args = build_parser().parse_args(argv)
     if args.command == "profiles":
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         # TensorFlow's aborted collectives leave threads whose clean-up at interpreter exit
         # prints tracebacks; the process has nothing left to save, so it ends here
         os._exit(1)
-    except (ValueError, FileNotFoundError, run.RunError) as err:
+    except (ValueError, FileNotFoundError, run.RunError, locking.RunInUse) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:

@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from pdc_utils import artifacts, config
+from pdc_utils import artifacts, config, locking
 
 
 class RunError(RuntimeError):
@@ -214,13 +214,31 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels inherit it: quieter logs
     paths = select_notebooks(notebooks, directory)
     out_dir = writable_output_dir(params["run_name"])
+    writable_figures_dir(params["run_name"])
     timings: dict[str, float] = {}
-    with sigterm_raises(), start_up_noise_filtered():
+    with locking.run_lock(params["run_name"], "run"), sigterm_raises(), \
+            start_up_noise_filtered():
         for index, path in enumerate(paths, start=1):
             print(f"[{index}/{len(paths)}] {path.stem} (run {params['run_name']!r}) -> "
                   f"{out_dir / path.name}", flush=True)
             timings[path.stem] = execute_notebook(path, out_dir / path.name, params, progress)
-    return write_summary(profile, params, timings)
+        return write_summary(profile, params, timings)
+
+
+def _writable(folder: Path, what: str, root: Path, variable: str, default: str) -> Path:
+    """Create ``folder`` and check that a file can be written there; else a :class:`RunError`
+    naming it and the environment variable ``variable`` that chooses where ``root`` is."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise RunError(
+            f"cannot write the {what} {folder} ({err.strerror or err}). {default.capitalize()} "
+            f"are written under {root}, which is ${variable} or <project>/{default}; set "
+            f"{variable} to a writable folder and rerun the same command."
+        ) from err
+    return folder
 
 
 def writable_output_dir(run: str) -> Path:
@@ -229,18 +247,21 @@ def writable_output_dir(run: str) -> Path:
     Raises :class:`RunError` naming the folder and how to choose another (``PDC_RUNS_DIR``)
     before any notebook starts, rather than failing inside papermill.
     """
-    out_dir = config.run_dir(run) / "notebooks"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except OSError as err:
-        raise RunError(
-            f"cannot write the run folder {out_dir} ({err.strerror or err}). Runs are written "
-            f"under {config.runs_root()}, which is $PDC_RUNS_DIR or <project>/runs; set "
-            f"PDC_RUNS_DIR to a writable folder and rerun the same command."
-        ) from err
-    return out_dir
+    return _writable(config.run_dir(run) / "notebooks", "run folder", config.runs_root(),
+                     "PDC_RUNS_DIR", "runs")
+
+
+def writable_run_dir(run: str) -> Path:
+    """:func:`writable_output_dir` for ``runs/<run>/`` itself, where ``train`` writes."""
+    return _writable(config.run_dir(run), "run folder", config.runs_root(), "PDC_RUNS_DIR",
+                     "runs")
+
+
+def writable_figures_dir(run: str) -> Path:
+    """:func:`writable_output_dir` for ``figures/<run>/`` (``PDC_FIGURES_DIR``), checked before
+    any notebook starts rather than when the first figure is saved."""
+    folder = config.figures_dir(run)
+    return _writable(folder, "figures folder", folder.parent, "PDC_FIGURES_DIR", "figures")
 
 
 def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
@@ -369,15 +390,21 @@ def train_networks(profile: str = "quick", *, run_name: str | None = None,
     ``design = "paper_code"`` the chains), exactly as notebooks 02 and 03 would (same names,
     seeds, parameters and backups), so a later ``run`` with the same parameters reuses them.
     It is the entry point of a multi-worker training: every worker runs the same command with
-    its own ``TF_CONFIG``; the chief writes the files.
+    its own ``TF_CONFIG``; the chief writes the files, so only the chief checks that the run
+    folder is writable and holds its lock (:mod:`pdc_utils.locking`).
     """
     params = resolve_parameters(profile, run_name, overrides or {})
+    chief = True
     if params["strategy"] == "multi_worker":
         from pdc_utils import distribute
 
-        distribute.cluster_from_environment()  # a clear error before TensorFlow starts
+        # a clear error before TensorFlow starts
+        chief = distribute.is_chief_task(distribute.cluster_from_environment())
+    if chief:
+        writable_run_dir(params["run_name"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with sigterm_raises(), start_up_noise_filtered():
+    lock = locking.run_lock(params["run_name"], "train") if chief else contextlib.nullcontext()
+    with lock, sigterm_raises(), start_up_noise_filtered():
         import tensorflow as tf
 
         from pdc_utils import experiment, training
