@@ -198,9 +198,10 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
                directory: Path | None = None, progress: bool = True) -> Path:
     """Execute the selected notebooks in order with ``profile``; return the summary's path.
 
-    Parameters, notebook selection and the run folder are checked before any kernel starts.
-    While notebooks run, SIGTERM raises :class:`Terminated` so that papermill shuts the kernel
-    down and removes its connection file (see the module docstring).
+    Parameters, notebook selection and the run and figures folders are checked, and the run's
+    lock is taken (:mod:`pdc_utils.locking`), before any kernel starts. While notebooks run,
+    SIGTERM raises :class:`Terminated` so that papermill shuts the kernel down and removes its
+    connection file (see the module docstring).
     """
     params = resolve_parameters(profile, run_name, overrides or {})
     if params["strategy"] == "multi_worker":
