@@ -40,7 +40,8 @@ from pdc_utils import artifacts, config, locking
 
 class RunError(RuntimeError):
     """The series could not run: a notebook failed (the message names the notebook, cell and
-    partly executed copy) or the run folder cannot be written (the message names it)."""
+    partly executed copy) or the run or figures folder cannot be written (the message names
+    it)."""
 
 
 class WorkerLost(RunError):
