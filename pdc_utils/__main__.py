@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from pdc_utils import config, run
+from pdc_utils import config, locking, run
 
 
 def _add_run_options(command: argparse.ArgumentParser, run_name_help: str) -> None:
@@ -39,15 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("profiles", help="list the profiles and their parameters")
     copies = commands.add_parser("student-copies",
                                  help="write the notebooks without their solution cells")
-    copies.add_argument("--out", required=True, help="folder for the student notebooks")
+    copies.add_argument("--out", required=True, help="folder for the student notebooks "
+                        "(not notebooks/ itself)")
+    copies.add_argument("--force", action="store_true",
+                        help="replace student notebooks already in --out")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0 done, 1 error, 128 + signal stopped).
 
-    Expected failures (bad parameters, a failing notebook, an unwritable run folder, Ctrl-C or
-    SIGTERM) print one message to stderr instead of a traceback.
+    Expected failures (bad parameters, a failing notebook, an unwritable run or figures folder,
+    a run in use by another process, Ctrl-C or SIGTERM) print one message to stderr instead of
+    a traceback.
     """
     args = build_parser().parse_args(argv)
     if args.command == "profiles":
@@ -55,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "student-copies":
         try:
-            written = run.write_student_copies(args.out)
+            written = run.write_student_copies(args.out, force=args.force)
+        except (ValueError, FileExistsError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         except OSError as err:
             print(f"error: cannot write the student copies to {args.out}: {err}",
                   file=sys.stderr)
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         # TensorFlow's aborted collectives leave threads whose clean-up at interpreter exit
         # prints tracebacks; the process has nothing left to save, so it ends here
         os._exit(1)
-    except (ValueError, FileNotFoundError, run.RunError) as err:
+    except (ValueError, FileNotFoundError, run.RunError, locking.RunInUse) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:

@@ -3,6 +3,10 @@
 Every file a run keeps (models, tables, JSON) is written to a temporary name in the same
 folder and then renamed with ``os.replace``, which is atomic on POSIX: an interrupted run
 leaves either the previous file or the new one, never half a file.
+
+Files are created with mode ``0o666`` less the process's umask, as ``open()`` creates them
+(0644 under umask 022), not ``mkstemp``'s 0600: a shared ``runs/`` folder (multi-worker
+training needs one) or a folder of student copies must be readable by others.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
+import secrets
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from importlib import metadata
@@ -20,21 +24,38 @@ from typing import Any
 import pandas as pd
 
 
+def _new_file_beside(path: Path) -> Path:
+    """Create an empty file with a fresh hidden name beside ``path`` and return its path.
+
+    The name keeps all of ``path``'s suffixes, so that e.g. Keras still sees a name ending in
+    ``.weights.h5``. The file is opened with ``O_EXCL`` (never an existing file) and mode
+    ``0o666``, which the kernel reduces by the umask: the permissions of a plain ``open()``,
+    without reading the umask (``os.umask`` can only be read by setting it, which races with
+    other threads creating files).
+    """
+    stem, suffixes = path.name.split(".")[0], "".join(path.suffixes)
+    for _ in range(100):
+        candidate = path.parent / f".{stem}.{secrets.token_hex(4)}{suffixes}"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 @contextmanager
-def _atomic_path(path: str | os.PathLike, suffix: str = ""):
+def _atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # all suffixes, so that e.g. Keras still sees a name ending in ".weights.h5"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.",
-                               suffix=suffix or "".join(path.suffixes), dir=path.parent)
-    os.close(fd)
+    tmp = _new_file_beside(path)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:

@@ -27,6 +27,13 @@ Two protocols (``craft``):
   back ``x' = z' · std + mean``: the same as an L-inf ball of radius ``ε · std_c`` per channel c
   in pixel units.
 
+``fgm``, ``pgd`` and ``craft`` check their inputs before any TensorFlow work, each problem a
+one-line ``ValueError`` naming the argument: ``x`` finite images of the model's input shape
+(when the model's Keras metadata gives it) inside the clip range, ``y`` one class id in
+[0, number of classes) per image, ``seed`` an integer or ``None``, and ε, the step, the step
+count and the clip range. (Out-of-range labels would otherwise fail deep inside TensorFlow, or
+give NaN on a GPU.)
+
 ``transfer_evaluation`` crafts the adversarial images once on the source network f1 and scores
 every target network on them; the result is a per-example table from which
 ``accuracy_table``, ``paper_table`` (the columns of ``reference/paper_table1.csv``) and
@@ -221,6 +228,77 @@ def _labels_tensor(y: Any) -> tf.Tensor | None:
     return None if y is None else tf.cast(tf.convert_to_tensor(y), tf.int64)
 
 
+def _model_shapes(model: LogitsModel) -> tuple[tuple[int | None, ...] | None, int | None]:
+    """The shape of one input image and the number of classes of ``model``, where its Keras
+    metadata tells them (``None`` where it does not, e.g. for a plain function).
+
+    A ``(logits, features)`` network passed without :func:`logits_fn` is rejected first.
+    """
+    _compiled(model)
+    network = model.network if isinstance(model, _Logits) else model
+    try:
+        inputs, outputs = getattr(network, "inputs", None), getattr(network, "outputs", None)
+    except (AttributeError, ValueError):  # a subclassed Keras model that was never built
+        return None, None
+    image = (tuple(inputs[0].shape)[1:]
+             if isinstance(inputs, list) and len(inputs) == 1 else None)
+    classes = outputs[0].shape[-1] if isinstance(outputs, list) and outputs else None
+    return image, classes
+
+
+def _check_image_shape(x: tf.Tensor, image: tuple[int | None, ...] | None) -> None:
+    """``x`` must be a batch of images of the model's input shape (if known)."""
+    if image is None:
+        return
+    got = tuple(x.shape)
+    if len(got) != len(image) + 1 or any(
+            want is not None and have != want for have, want in zip(got[1:], image, strict=True)):
+        wanted = ", ".join("any" if d is None else str(d) for d in image)
+        raise ValueError(f"x must be a batch of images of shape (n, {wanted}) (the model's "
+                         f"input), got shape {got}")
+
+
+def _checked_labels(model: LogitsModel, x: tf.Tensor, y: Any,
+                    classes: int | None) -> tf.Tensor | None:
+    """``y`` as int64 labels after checking that it holds one class id in [0, classes) per
+    image of ``x``; ``classes`` is read from one image's logits when the model does not say.
+
+    Out-of-range labels would otherwise fail deep inside TensorFlow (or give NaN on a GPU).
+    """
+    if y is None:
+        return None
+    values = np.asarray(y)
+    n = int(x.shape[0])
+    if values.dtype.kind not in "iu" or values.shape != (n,):
+        raise ValueError(f"y must hold {n} integer class ids, one per image of x, got "
+                         f"{values.dtype} values of shape {values.shape}")
+    if n and classes is None:
+        logits = model(x[:1])
+        if isinstance(logits, tuple | list):
+            raise _not_logits(f"a {type(logits).__name__} of {len(logits)}")
+        classes = int(logits.shape[-1])
+    if n and (values.min() < 0 or values.max() >= classes):
+        raise ValueError(f"y must hold class ids in [0, {classes}) (the model has {classes} "
+                         f"classes), got values from {values.min()} to {values.max()}")
+    return tf.constant(values, tf.int64)
+
+
+def _check_seed(seed: Any) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
+                             or not -(2**63) <= seed < 2**63):
+        raise ValueError(f"seed must be an integer (a 64-bit one) or None, got {seed!r}")
+
+
+def _checked_input(model: LogitsModel, x: tf.Tensor | np.ndarray, y: Any,
+                   clip: Clip) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Images and labels checked against ``model``: finite images (inside ``clip``) of the
+    model's input shape, and labels in the model's range of classes."""
+    image, classes = _model_shapes(model)
+    x = _checked_images(x, clip)
+    _check_image_shape(x, image)
+    return x, _checked_labels(model, x, y, classes)
+
+
 # --------------------------------------------------------------------------- attacks
 
 
@@ -255,7 +333,9 @@ def fgm(
     clip_min, clip_max, y)``.
     """
     clip_t = _check_clip(clip)
-    return _fgm(model, _checked_images(x, clip), _check_eps("eps", eps), y, clip_t, None)
+    eps_t = _check_eps("eps", eps)
+    x, labels = _checked_input(model, x, y, clip)
+    return _fgm(model, x, eps_t, labels, clip_t, None)
 
 
 def pgd(
@@ -281,8 +361,9 @@ def pgd(
     eps_iter_t = _check_eps("eps_iter", eps_iter, high=eps)
     steps_t = _check_steps(steps)
     clip_t = _check_clip(clip)
-    x = _checked_images(x, clip)
-    return _pgd(model, x, eps_t, eps_iter_t, steps_t, y, clip_t, None, rand_init, seed)
+    _check_seed(seed)
+    x, labels = _checked_input(model, x, y, clip)
+    return _pgd(model, x, eps_t, eps_iter_t, steps_t, labels, clip_t, None, rand_init, seed)
 
 
 def _channel_stats(name: str, value: Any, channels: int) -> tf.Tensor:
@@ -325,7 +406,8 @@ def craft(
     eps_t = _check_eps("eps", eps)
     if attack == "pgd":
         eps_iter_t, steps_t = _check_eps("eps_iter", eps_iter, high=eps), _check_steps(steps)
-    x = _checked_images(x, (0.0, 1.0) if protocol == "pixel" else None)
+        _check_seed(seed)
+    x, y = _checked_input(model, x, y, (0.0, 1.0) if protocol == "pixel" else None)
 
     if protocol == "pixel":
         clip, affine = _check_clip((0.0, 1.0)), None

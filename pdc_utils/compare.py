@@ -64,13 +64,33 @@ def stage_features(network: keras.Model, dataset: tf.data.Dataset) -> dict[str, 
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
+def _samples(name: str, value: np.ndarray) -> np.ndarray:
+    """``value`` as a float64 matrix of samples (rows) by features, checked: at least 2 rows
+    and 1 feature, every entry finite (a NaN would otherwise make CKA 0, "no similarity")."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0 or len(array) < 2:
+        raise ValueError(f"{name} must hold at least 2 samples (rows), got shape {array.shape}")
+    array = array.reshape(len(array), -1)
+    if array.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least 1 feature per sample, got shape "
+                         f"{np.shape(value)}")
+    bad = array.size - int(np.isfinite(array).sum())
+    if bad:
+        raise ValueError(f"{name} must hold finite numbers, got {bad} NaN or infinite values")
+    return array
+
+
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear CKA of two samples with paired rows: ``||YᵀX||²_F / (||XᵀX||_F ||YᵀY||_F)``
-    after centring the columns; 0 when either side is constant."""
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    after centring the columns; 0 when either side is constant.
+
+    ``x`` and ``y`` need the same number (at least 2) of rows and finite entries; a
+    ``ValueError`` naming the argument says what is wrong otherwise.
+    """
+    x, y = _samples("x", x), _samples("y", y)
     if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+        raise ValueError(f"x has {len(x)} rows but y has {len(y)}; x and y must hold the same "
+                         f"samples (paired rows)")
     x = x - x.mean(axis=0)
     y = y - y.mean(axis=0)
     denominator = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)

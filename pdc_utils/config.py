@@ -52,9 +52,6 @@ PENALTIES = (*DCOR_PENALTIES, "grad_align")
 #: random weights: the control that separates the penalty's regularisation from independence
 #: of the attacker).
 DIVERGE_FROM = ("attacker", "untrained")
-#: Every seed a run derives from ``seed`` (pairs, attackers, chain nets, controls) is below
-#: ``seed + DERIVED_SEED_SPAN`` (see :mod:`pdc_utils.experiment`).
-DERIVED_SEED_SPAN = 1_000_000
 #: Largest ``n_seeds``, ``n_nets`` and ``n_attackers``: their derived seeds stay apart.
 MAX_SEEDS, MAX_NETS, MAX_ATTACKERS = 9_999, 50, 9_999
 #: ``tf.distribute`` strategies (see :mod:`pdc_utils.distribute`).
@@ -64,6 +61,14 @@ STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 #: ``reference``, no augmentation applied); ``on`` insists and refuses invalid runs; ``off``
 #: runs the references in every step.
 FEATURE_CACHE = ("auto", "on", "off")
+#: Every seed a run derives from ``seed`` (pairs, attackers, chain nets, controls) is below
+#: seed + DERIVED_SEED_SPAN. Seeds reach NumPy and Keras, which take 0 to 2**32 - 1, so
+#: ``validate`` refuses a ``seed`` above 2**32 - 1 - DERIVED_SEED_SPAN before any training.
+DERIVED_SEED_SPAN = 1_000_000
+#: The largest seed a NumPy or Keras random generator takes.
+MAX_SEED = 2**32 - 1
+#: Penalties computed with U-statistics, which need 4 samples per batch.
+U_PENALTIES = ("u", "u_raw")
 #: Notebooks of the series, in the order a run executes them.
 NOTEBOOKS = (
     "01_distance_correlation",
@@ -265,9 +270,11 @@ def _is_finite_number(value: Any) -> bool:
 
 
 def _is_folder_name(value: Any) -> bool:
-    """A name that stays one folder below runs/ and figures/ and is not hidden."""
-    return (isinstance(value, str) and bool(value) and "/" not in value
-            and not value.startswith("."))
+    """A name that stays one folder below runs/ and figures/, is not hidden and can be read
+    and typed: printable characters only (no newline, tab or control character), not blank,
+    no leading or trailing whitespace."""
+    return (isinstance(value, str) and bool(value.strip()) and value == value.strip()
+            and value.isprintable() and "/" not in value and not value.startswith("."))
 
 
 def _choice(valid: tuple[str, ...]) -> _Kind:
@@ -303,8 +310,9 @@ _SAMPLES = _integer(4, " (U-statistics need 4 samples)")
 
 #: The kind of every parameter a profile or notebook may hold. ``validate`` checks these.
 _KINDS: dict[str, _Kind] = {
-    "run_name": _Kind(_is_folder_name, "a plain folder name like 'quick' "
-                      "(not empty, no '/', not starting with '.')"),
+    "run_name": _Kind(_is_folder_name, "a plain folder name like 'quick' (not empty or blank, "
+                      "printable characters only, no '/', no leading or trailing spaces, not "
+                      "starting with '.')"),
     "seed": _integer(0),
     "n_seeds": _integer(1),
     "n_nets": _integer(2),
@@ -326,7 +334,7 @@ _KINDS: dict[str, _Kind] = {
     "network": _choice(NETWORKS),
     "width": _integer(1),
     "epochs": _integer(1),
-    "batch_size": _integer(1),
+    "batch_size": _integer(2, " (batch normalisation needs 2 images per batch)"),
     "learning_rate": _POSITIVE,
     "momentum": _FRACTION,
     "weight_decay": _FRACTION,
@@ -400,6 +408,30 @@ def _layout_problems(params: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _seed_problem(params: Mapping[str, Any]) -> str | None:
+    """Every seed derived from ``seed`` must still be a valid seed: check it before training."""
+    highest = MAX_SEED - DERIVED_SEED_SPAN
+    if "seed" in params and params["seed"] > highest:
+        return (f"seed must be an integer in [0, {highest}], got {params['seed']!r}: the run "
+                f"derives seeds up to seed + {DERIVED_SEED_SPAN - 1} (seed pairs, chain nets, "
+                f"controls), and every seed must be at most 2**32 - 1 = {MAX_SEED}")
+    return None
+
+
+def _batch_size_problem(params: Mapping[str, Any]) -> str | None:
+    """The U-statistic penalty needs 4 rows per batch (batch normalisation's 2 are a kind)."""
+    if "batch_size" in params and params.get("penalty") in U_PENALTIES:
+        if params["batch_size"] < 4:
+            return (f"batch_size must be >= 4 with penalty {params['penalty']!r} (a U-statistic "
+                    f"needs 4 samples per batch), got batch_size={params['batch_size']!r}; "
+                    f"use a larger batch_size or penalty 'v' (2 or more)")
+    return None
+
+
+#: Checks of several parameters together, run once every parameter has a valid kind.
+_CROSS_CHECKS = (_seed_problem, _batch_size_problem, _pgd_step_problem)
+
+
 def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     """Check notebook/run parameters before any heavy work and return them as a dict.
 
@@ -412,7 +444,8 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
                 for key, value in params.items() if key in _KINDS]
     problems = [p for p in problems if p]
     if not problems:
-        problems = [p for p in [_pgd_step_problem(params)] if p] + _layout_problems(params)
+        problems = [p for p in (check(params) for check in _CROSS_CHECKS) if p]
+        problems += _layout_problems(params)
     if problems:
         raise ValueError("\n".join(problems))
     return dict(params)

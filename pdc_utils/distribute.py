@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -102,16 +103,27 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return _STRATEGIES[name]
 
 
+def _is_chief(task_type: str, task_id: int, task_types: Iterable[str]) -> bool:
+    """The rule of which task writes the files: ``chief``, or ``worker`` 0 when there is none."""
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and task_id == 0 and "chief" not in task_types
+
+
 def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     """Whether this process writes the files: always, except on the non-chief workers of a
     multi-worker strategy (the chief is task ``chief``, or ``worker`` 0 when there is none)."""
     resolver = getattr(strategy or tf.distribute.get_strategy(), "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+    return _is_chief(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
+
+
+def is_chief_task(spec: Mapping[str, Any]) -> bool:
+    """:func:`is_chief` for the task a ``TF_CONFIG`` describes (from
+    :func:`cluster_from_environment`), before any strategy exists: whether this process will
+    write the files, and so check the run folder and lock it."""
+    return _is_chief(spec["task"]["type"], int(spec["task"]["index"]), spec["cluster"])
 
 
 def num_workers(strategy: tf.distribute.Strategy | None = None) -> int:

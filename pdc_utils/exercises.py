@@ -17,8 +17,11 @@ Four kinds of exercise:
   package's own implementation.
 
 A check never raises (the series runs end to end with papermill while exercises are
-unanswered) and returns nothing: it prints ``correct``, ``not yet`` with a hint, or
-``not attempted``.
+unanswered) and returns nothing: it prints ``correct``, ``not yet`` with a hint,
+``not attempted``, or ``not a valid answer`` saying what the exercise expects when the answer
+has the wrong type or shape (a list or the text ``"1/100"`` for a number, a number for a
+function), so that such an answer is neither judged right by broadcasting nor taken for an
+unanswered exercise.
 """
 
 from __future__ import annotations
@@ -249,30 +252,83 @@ def _cka(x, y) -> float:
 # --------------------------------------------------------------------- checking
 
 
+class _Invalid(Exception):
+    """An answer of the wrong type or shape; the message says what was expected instead."""
+
+
+class _NotReady(Exception):
+    """The data an exercise is checked against does not exist yet (e.g. another run's table);
+    its own class, so that a student's function raising ``KeyError`` is not mistaken for it."""
+
+
+def _describe(value: Any) -> str:
+    """A short description of a value for a message: its type and what it holds."""
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list | tuple):
+        return f"a {type(value).__name__} of {len(value)} values"
+    shape = getattr(value, "shape", ())
+    if shape:
+        return f"a {type(value).__name__} of shape {tuple(shape)}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _numbers(value: Any, expected: Any, expects: str) -> np.ndarray:
+    """``value`` as a float array if it is numeric with the shape of ``expected``; else
+    :class:`_Invalid` that starts with ``expects`` (e.g. "this exercise expects")."""
+    shape = np.shape(expected)
+    wanted = "one number such as 0.01" if not shape else f"an array of shape {shape}"
+    try:
+        values = None if isinstance(value, str) else np.asarray(value)
+    except (ValueError, TypeError):  # e.g. a ragged list
+        values = None
+    if values is None or values.dtype.kind not in "iuf":
+        raise _Invalid(f"{expects} {wanted}, got {_describe(value)}")
+    if values.shape != shape:
+        raise _Invalid(f"{expects} {wanted}, got {_describe(value)}")
+    return values.astype(float)
+
+
 def _judge(exercise: Exercise, answer: Any, data: tuple) -> bool | None:
-    """Whether ``answer`` is right; ``None`` if it was not attempted (or cannot be judged)."""
+    """Whether ``answer`` is right; ``None`` if it was not attempted (or cannot be judged).
+
+    Raises :class:`_Invalid` for an answer of the wrong type or shape, :class:`_NotReady` when
+    the expected answer cannot be computed yet.
+    """
+    if answer is None:
+        return None
     if exercise.kind == "function":
         if not callable(answer):
-            return None
+            raise _Invalid(f"this exercise expects a function (def ...), got {_describe(answer)}")
         for inputs, reference in exercise.expected():
             given = answer(*inputs)
             if given is None:
                 return None
-            if not np.allclose(np.asarray(given, dtype=float),
-                               np.asarray(reference(*inputs), dtype=float),
-                               rtol=exercise.rtol, atol=exercise.atol):
+            expected = np.asarray(reference(*inputs), dtype=float)
+            if not np.allclose(_numbers(given, expected, "your function should return"),
+                               expected, rtol=exercise.rtol, atol=exercise.atol):
                 return False
         return True
-    if answer is None:
-        return None
-    expected = exercise.expected(*data)
+    if exercise.kind == "choice" and not (isinstance(answer, str) and len(answer.strip()) == 1):
+        raise _Invalid(f"this exercise expects one letter in quotes such as 'a', got "
+                       f"{_describe(answer)}")
+    if exercise.kind == "name" and not isinstance(answer, str):
+        raise _Invalid(f"this exercise expects a name in quotes (a string), got "
+                       f"{_describe(answer)}")
+    try:
+        expected = exercise.expected(*data)
+    except (LookupError, OSError) as err:  # the notebook's data lacks what the check reads
+        raise _NotReady(f"the data this exercise is checked against lacks it "
+                        f"({type(err).__name__}: {err})") from err
     if expected is None:
-        raise LookupError("the data this exercise is checked against is not there yet")
+        raise _NotReady("the data this exercise is checked against is not there yet")
     if exercise.kind == "choice":
-        return _sha(str(answer)) == expected
+        return _sha(answer) == expected
     if exercise.kind == "name":
         return answer == expected
-    return bool(np.allclose(np.asarray(answer, dtype=float), np.asarray(expected, dtype=float),
+    return bool(np.allclose(_numbers(answer, expected, "this exercise expects"),
+                            np.asarray(expected, dtype=float),
                             rtol=exercise.rtol, atol=exercise.atol))
 
 
@@ -287,8 +343,12 @@ def check(exercise_id: str, answer: Any, *data: Any) -> None:
     exercise = EXERCISES[exercise_id]
     try:
         verdict = _judge(exercise, answer, data)
-    except LookupError as err:
+    except _NotReady as err:
         print(f"{exercise_id}: cannot be checked yet: {err}. Hint: {exercise.hint}")
+        return
+    except _Invalid as err:
+        print(f"{exercise_id}: not a valid answer: {err}. Change the answer and run the cells "
+              "again.")
         return
     except Exception as err:  # a student's function may fail in any way
         print(f"{exercise_id}: not yet - your answer raised {type(err).__name__}: {err}. "

@@ -55,9 +55,16 @@ def effective_dimension(features: np.ndarray) -> tuple[float, float]:
 
     The participation ratio ``(Σλ)² / Σλ²`` is 1 when all variance lies on one direction and d
     when it is spread evenly over d; the top-PC fraction is ``λ_max / Σλ``. Zero variance gives
-    ``(0, 0)``.
+    ``(0, 0)``. ``features`` must be a non-empty matrix (samples by features) of finite
+    numbers; anything else is a ``ValueError`` naming it.
     """
     values = np.asarray(features, dtype=np.float64)
+    if values.ndim != 2 or 0 in values.shape:
+        raise ValueError(f"features must be a matrix of samples (rows) by features with at "
+                         f"least one of each, got shape {values.shape}")
+    bad = values.size - int(np.isfinite(values).sum())
+    if bad:
+        raise ValueError(f"features must hold finite numbers, got {bad} NaN or infinite values")
     centred = values - values.mean(axis=0, keepdims=True)
     spectrum = np.linalg.svd(centred, compute_uv=False) ** 2
     total = spectrum.sum()

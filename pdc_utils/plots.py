@@ -7,11 +7,12 @@ so figures look alike across the series and land in ``figures/<run>/``.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
+
+from pdc_utils import artifacts
 
 #: Colours of the three networks of the series, used by every figure that shows them.
 MODEL_COLORS = {
@@ -44,22 +45,13 @@ def save_figure(fig: matplotlib.figure.Figure, name: str, directory: str | os.Pa
     """Save ``fig`` as ``<directory>/<name>.png`` atomically and return the path.
 
     The file is written to a temporary name first and renamed, so an interrupted save never
-    leaves a truncated PNG behind.
+    leaves a truncated PNG behind (:func:`pdc_utils.artifacts.write_atomic`, which also gives
+    the file the permissions the umask allows).
     """
     if not name or "/" in name or name.endswith(".png"):
         raise ValueError(f"name must be a bare file stem like '01_pearson_vs_dcor', got {name!r}")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.png"
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    path = Path(directory) / f"{name}.png"
+    return artifacts.write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def close(fig: matplotlib.figure.Figure) -> None:

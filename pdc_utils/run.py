@@ -3,8 +3,12 @@
 Each notebook receives the profile's values for exactly the parameters its ``parameters``
 cell declares; ``-p KEY=VALUE`` overrides a profile value for every notebook that declares it.
 Executed copies go to ``runs/<run>/notebooks/``; the run stops at the first failure and says
-which notebook and cell failed and where the partly executed copy is. At the end it writes
-``runs/<run>/summary.md``.
+which notebook and cell failed and where the partly executed copy is. A notebook runs into
+``NN_name.partial.ipynb``, which becomes ``NN_name.ipynb`` when it succeeds and
+``NN_name.failed.ipynb`` when it fails: a failed rerun never replaces the last successful copy,
+nor its record of the parameters its tables were made with (``results/made_with_NN_name.json``,
+which also holds the tables' SHA-256, so a table that a failed run rewrote is not shown under
+the old parameters). At the end it writes ``runs/<run>/summary.md``.
 
 While the series runs, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) instead
 of killing the runner outright, exactly as Ctrl-C does. papermill shuts a notebook's kernel down
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -30,12 +35,13 @@ from typing import Any
 
 import pandas as pd
 
-from pdc_utils import artifacts, config
+from pdc_utils import artifacts, config, locking
 
 
 class RunError(RuntimeError):
     """The series could not run: a notebook failed (the message names the notebook, cell and
-    partly executed copy) or the run folder cannot be written (the message names it)."""
+    partly executed copy) or the run or figures folder cannot be written (the message names
+    it)."""
 
 
 class WorkerLost(RunError):
@@ -193,9 +199,10 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
                directory: Path | None = None, progress: bool = True) -> Path:
     """Execute the selected notebooks in order with ``profile``; return the summary's path.
 
-    Parameters, notebook selection and the run folder are checked before any kernel starts.
-    While notebooks run, SIGTERM raises :class:`Terminated` so that papermill shuts the kernel
-    down and removes its connection file (see the module docstring).
+    Parameters, notebook selection and the run and figures folders are checked, and the run's
+    lock is taken (:mod:`pdc_utils.locking`), before any kernel starts. While notebooks run,
+    SIGTERM raises :class:`Terminated` so that papermill shuts the kernel down and removes its
+    connection file (see the module docstring).
     """
     params = resolve_parameters(profile, run_name, overrides or {})
     if params["strategy"] == "multi_worker":
@@ -209,13 +216,31 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels inherit it: quieter logs
     paths = select_notebooks(notebooks, directory)
     out_dir = writable_output_dir(params["run_name"])
+    writable_figures_dir(params["run_name"])
     timings: dict[str, float] = {}
-    with sigterm_raises(), start_up_noise_filtered():
+    with locking.run_lock(params["run_name"], "run"), sigterm_raises(), \
+            start_up_noise_filtered():
         for index, path in enumerate(paths, start=1):
             print(f"[{index}/{len(paths)}] {path.stem} (run {params['run_name']!r}) -> "
                   f"{out_dir / path.name}", flush=True)
             timings[path.stem] = execute_notebook(path, out_dir / path.name, params, progress)
-    return write_summary(profile, params, timings)
+        return write_summary(profile, params, timings)
+
+
+def _writable(folder: Path, what: str, root: Path, variable: str, default: str) -> Path:
+    """Create ``folder`` and check that a file can be written there; else a :class:`RunError`
+    naming it and the environment variable ``variable`` that chooses where ``root`` is."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise RunError(
+            f"cannot write the {what} {folder} ({err.strerror or err}). {default.capitalize()} "
+            f"are written under {root}, which is ${variable} or <project>/{default}; set "
+            f"{variable} to a writable folder and rerun the same command."
+        ) from err
+    return folder
 
 
 def writable_output_dir(run: str) -> Path:
@@ -224,46 +249,61 @@ def writable_output_dir(run: str) -> Path:
     Raises :class:`RunError` naming the folder and how to choose another (``PDC_RUNS_DIR``)
     before any notebook starts, rather than failing inside papermill.
     """
-    out_dir = config.run_dir(run) / "notebooks"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except OSError as err:
-        raise RunError(
-            f"cannot write the run folder {out_dir} ({err.strerror or err}). Runs are written "
-            f"under {config.runs_root()}, which is $PDC_RUNS_DIR or <project>/runs; set "
-            f"PDC_RUNS_DIR to a writable folder and rerun the same command."
-        ) from err
-    return out_dir
+    return _writable(config.run_dir(run) / "notebooks", "run folder", config.runs_root(),
+                     "PDC_RUNS_DIR", "runs")
+
+
+def writable_run_dir(run: str) -> Path:
+    """:func:`writable_output_dir` for ``runs/<run>/`` itself, where ``train`` writes."""
+    return _writable(config.run_dir(run), "run folder", config.runs_root(), "PDC_RUNS_DIR",
+                     "runs")
+
+
+def writable_figures_dir(run: str) -> Path:
+    """:func:`writable_output_dir` for ``figures/<run>/`` (``PDC_FIGURES_DIR``), checked before
+    any notebook starts rather than when the first figure is saved."""
+    folder = config.figures_dir(run)
+    return _writable(folder, "figures folder", folder.parent, "PDC_FIGURES_DIR", "figures")
 
 
 def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
                      progress: bool) -> float:
     """Run one notebook with the parameters it declares; return its wall time in seconds.
 
-    A failing cell raises :class:`RunError` naming the notebook, the cell and the copy.
+    papermill writes into ``NN_name.partial.ipynb`` beside ``output``; on success that copy
+    replaces ``output`` and the parameters are recorded. A failing cell raises
+    :class:`RunError` naming the notebook, the cell and the partly executed copy, which is
+    renamed ``NN_name.failed.ipynb``; ``output`` and the record of its run stay as they were.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     declared = declared_parameters(path)
     given = {k: v for k, v in params.items() if k in declared}
+    partial, failed = (output.with_name(f"{output.stem}.{state}.ipynb")
+                       for state in ("partial", "failed"))
     start = time.perf_counter()
-    _made_with_path(params["run_name"], path.stem).unlink(missing_ok=True)  # until it succeeds
     try:
         # the kernel's C++ output (TensorFlow's start-up lines) goes to the runner's stderr,
         # where start_up_noise_filtered drops it, instead of into the executed notebook
-        papermill.execute_notebook(str(path), str(output), parameters=given,
+        papermill.execute_notebook(str(path), str(partial), parameters=given,
                                    cwd=str(path.parent), kernel_name="python3",
                                    progress_bar=progress, log_output=False,
                                    extra_arguments=["--IPKernelApp.capture_fd_output=False"])
-    except PapermillExecutionError as err:
+    except BaseException as err:  # a failing cell, Ctrl-C, SIGTERM: keep what ran, aside
+        if partial.exists():
+            os.replace(partial, failed)
+        if not isinstance(err, PapermillExecutionError):
+            raise
+        kept = (f"; the last successful copy {output} and its tables' record are kept"
+                if output.exists() else "")
         raise RunError(
             f"notebook {path.name} failed in cell [{err.exec_count}] "
-            f"({_failed_cell_source(output)}) with {err.ename}: {err.evalue}\n"
-            f"the partly executed copy is {output}"
+            f"({_failed_cell_source(failed)}) with {err.ename}: {err.evalue}\n"
+            f"the partly executed copy is {failed}{kept}"
         ) from err
+    os.replace(partial, output)
+    failed.unlink(missing_ok=True)  # an older failure's copy no longer says anything
     record_parameters(params["run_name"], path.stem, given)
     return time.perf_counter() - start
 
@@ -307,22 +347,40 @@ def _made_with_path(run: str, notebook: str) -> Path:
     return config.results_dir(run) / f"made_with_{notebook}.json"
 
 
+def _table_digests(run: str, notebook: str) -> dict[str, str]:
+    """SHA-256 of each summary table of ``notebook`` that exists in the run's results."""
+    results = config.results_dir(run)
+    return {name: hashlib.sha256((results / name).read_bytes()).hexdigest()
+            for _, name, made_by in SUMMARY_TABLES
+            if made_by == notebook and (results / name).exists()}
+
+
 def record_parameters(run: str, notebook: str, given: Mapping[str, Any]) -> None:
-    """Record the parameters a notebook ran with, so the summary can tell its tables apart."""
-    artifacts.write_json_atomic(_made_with_path(run, notebook), dict(given))
+    """Record the parameters a notebook ran with and the digests of the tables it left, so the
+    summary can tell its tables apart (and see a table that a later, failed run rewrote)."""
+    artifacts.write_json_atomic(_made_with_path(run, notebook), {
+        "parameters": dict(given), "tables": _table_digests(run, notebook)})
 
 
-def _differences(run: str, notebook: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Parameters with which ``notebook``'s tables were made that differ from ``params``
-    (``None`` when that is not recorded)."""
+def _not_shown_because(run: str, notebook: str, table: str,
+                       params: Mapping[str, Any]) -> str | None:
+    """Why ``table`` of ``notebook`` may not be shown under ``params``, or ``None`` if it may:
+    it was made with other parameters, or changed since ``notebook`` last succeeded, or no
+    record says what it was made with."""
     path = _made_with_path(run, notebook)
-    if not path.exists():
-        return None
     try:
-        made_with = artifacts.read_json(path)
+        made_with = artifacts.read_json(path) if path.exists() else {}
     except ValueError:
-        return None
-    return {k: v for k, v in made_with.items() if k in params and params[k] != v}
+        made_with = {}
+    recorded = made_with.get("parameters")
+    if not isinstance(recorded, dict):
+        return "not known to be made with these parameters"
+    digest = _table_digests(run, notebook).get(table)
+    if made_with.get("tables", {}).get(table) != digest:
+        return (f"changed after notebook {notebook[:2]} last succeeded (by a run that failed or "
+                f"was stopped, or by hand), so its parameters are not known")
+    differ = {k: v for k, v in recorded.items() if k in params and params[k] != v}
+    return f"made with other parameters ({differ})" if differ else None
 
 
 def train_networks(profile: str = "quick", *, run_name: str | None = None,
@@ -335,15 +393,21 @@ def train_networks(profile: str = "quick", *, run_name: str | None = None,
     ``design = "paper_code"`` the chains), exactly as notebooks 02 and 03 would (same names,
     seeds, parameters and backups), so a later ``run`` with the same parameters reuses them.
     It is the entry point of a multi-worker training: every worker runs the same command with
-    its own ``TF_CONFIG``; the chief writes the files.
+    its own ``TF_CONFIG``; the chief writes the files, so only the chief checks that the run
+    folder is writable and holds its lock (:mod:`pdc_utils.locking`).
     """
     params = resolve_parameters(profile, run_name, overrides or {})
+    chief = True
     if params["strategy"] == "multi_worker":
         from pdc_utils import distribute
 
-        distribute.cluster_from_environment()  # a clear error before TensorFlow starts
+        # a clear error before TensorFlow starts
+        chief = distribute.is_chief_task(distribute.cluster_from_environment())
+    if chief:
+        writable_run_dir(params["run_name"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with sigterm_raises(), start_up_noise_filtered():
+    lock = locking.run_lock(params["run_name"], "train") if chief else contextlib.nullcontext()
+    with lock, sigterm_raises(), start_up_noise_filtered():
         import tensorflow as tf
 
         from pdc_utils import experiment, training
@@ -388,9 +452,9 @@ def _trained_on(run: str) -> str:
 def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str, float]) -> Path:
     """Write ``runs/<run>/summary.md``: tables, parameters, versions, device, wall times.
 
-    A table is shown only if the notebook that wrote it ran with these parameters; a table
-    left by a run with other parameters is named, with the command that remakes it, instead
-    of being shown under parameters it does not belong to.
+    A table is shown only if the notebook that wrote it last succeeded with these parameters
+    and the table is the one it left; any other table is named, with the command that remakes
+    it, instead of being shown under parameters it may not belong to.
     """
     run = params["run_name"]
     results = config.results_dir(run)
@@ -398,10 +462,8 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
     for title, name, notebook in SUMMARY_TABLES:
         if not (results / name).exists():
             continue
-        differ = _differences(run, notebook, params)
-        if differ is None or differ:
-            why = (f"made with other parameters ({differ})" if differ
-                   else "not known to be made with these parameters")
+        why = _not_shown_because(run, notebook, name, params)
+        if why:
             lines += [f"## {title}", "", f"Not shown: `{name}` was {why}; remake it with "
                       f"`python -m pdc_utils run --profile {profile} --run-name {run} "
                       f"--notebooks {notebook[:2]}` and the same `-p` options.", ""]
@@ -434,15 +496,40 @@ def describe_profiles() -> str:
     return "\n\n".join(blocks)
 
 
-def write_student_copies(out_dir: str | os.PathLike, directory: Path | None = None) -> list[Path]:
+def write_student_copies(out_dir: str | os.PathLike, directory: Path | None = None, *,
+                         force: bool = False) -> list[Path]:
     """Write every notebook of the series to ``out_dir`` without its cells tagged ``solution``
-    (the reference answers), outputs cleared: the copies a lecturer hands out."""
+    (the reference answers), outputs cleared: the copies a lecturer hands out.
+
+    Nothing is written when ``out_dir`` is empty or blank, when it is the folder of the series'
+    notebooks (``directory``; compared as resolved paths, so ``./notebooks/`` and
+    ``<repo>/notebooks/../notebooks`` count) or when a copy would replace an existing file
+    and ``force`` is not set: the originals' solutions and a student's work are never lost.
+    """
     import nbformat
 
-    out = Path(out_dir)
+    if not str(out_dir).strip():
+        raise ValueError("the folder for the student copies (--out) is empty; give a folder "
+                         "such as --out handout (it is created if missing)")
+    source = (directory or notebooks_dir()).resolve()
+    out = Path(out_dir).expanduser()
+    if out.resolve() == source or (out.is_dir() and os.path.samefile(out, source)):
+        raise ValueError(f"the folder for the student copies (--out) {out_dir!r} is the folder "
+                         f"of the series' notebooks ({source}): the copies would replace the "
+                         "originals and their solutions. Give another folder, e.g. --out "
+                         "handout")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the folder for the student copies (--out) {out_dir!r} is a file, "
+                         "not a folder; give a new or existing folder, e.g. --out handout")
+    paths = select_notebooks(None, directory)
+    existing = [out / p.name for p in paths if (out / p.name).exists()]
+    if existing and not force:
+        raise FileExistsError(
+            f"{out} already holds {', '.join(p.name for p in existing)}: a student's work may "
+            "be in them. Give an empty or new folder, or add --force to replace them")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in select_notebooks(None, directory):
+    for path in paths:
         notebook = nbformat.read(str(path), as_version=4)
         notebook.cells = [c for c in notebook.cells
                           if "solution" not in c.get("metadata", {}).get("tags", [])]

@@ -200,7 +200,7 @@ def test_failing_notebook_stops_the_run_and_says_where(isolated_run_dirs):
     assert "02_bad.ipynb" in message and "ZeroDivisionError" in message
     assert "cell [4] (`1 / 0`)" in message  # papermill adds the injected-parameters cell
     out = isolated_run_dirs / "runs" / "failing" / "notebooks"
-    assert str(out / "02_bad.ipynb") in message
+    assert str(out / "02_bad.failed.ipynb") in message and not (out / "02_bad.ipynb").exists()
     assert (out / "01_ok.ipynb").exists() and not (out / "03_never.ipynb").exists()
 
 
