@@ -132,7 +132,7 @@ def main() -> None:
     dcor = [Cell(d, p, a) for d in config.DESIGNS for p in ("v", "u") for a in ALPHAS]
     gal = [Cell("reference", "grad_align", a) for a in GAL_ALPHAS]
     runs = train_cells(base, dcor + gal, args.seeds, N_ATTACKERS, "select_")
-    frame, white_box = score(runs, "validation", CANDIDATE_EPS)
+    frame, white_box = score(runs, "validation", CANDIDATE_EPS, base)
     attackers = list(next(iter(runs.values())).attacker_names)
     diffs = differences(frame, CANDIDATE_EPS, attackers)
     eps = choose_eps(white_box)
@@ -142,7 +142,7 @@ def main() -> None:
     ref = chosen["reference"]
     keep = [Cell(ref.design, ref.penalty, ref.alpha, keep_dim=k) for k in KEEP_DIMS]
     keep_runs = train_cells(base, keep, args.seeds, N_ATTACKERS, "select_")
-    keep_frame, _ = score(keep_runs, "validation", CANDIDATE_EPS)
+    keep_frame, _ = score(keep_runs, "validation", CANDIDATE_EPS, base)
     frame = pd.concat([frame, keep_frame], ignore_index=True)
     keep_chosen = choose_keep_dim(frame, keep)
     diffs = differences(frame, CANDIDATE_EPS, attackers)  # Holm/BH over the whole family

@@ -81,7 +81,7 @@ def train_cells(base: Mapping[str, Any], cells: Sequence[Cell], n_seeds: int,
 
 
 def score(runs: Mapping[Cell, experiment.Experiment], split: str, eps_grid: Sequence[float],
-          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+          attack_params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every network of every cell on ``split``: ``(per-network rows, white-box rows)``.
 
     Per network (cell, seed, role): clean accuracy, accuracy on every attacker's adversarial
@@ -102,7 +102,8 @@ def score(runs: Mapping[Cell, experiment.Experiment], split: str, eps_grid: Sequ
                 targets[key], owner[key] = nets[name], (cell, s, role, exp)
     per_example = attacks.transfer_from_attackers(
         attackers, targets, dataset, attacks=list(ATTACKS), eps_grid=list(eps_grid),
-        protocol="pixel", eps_iter=p["pgd_step"], steps=p["pgd_steps"], progress=False)
+        protocol="pixel", eps_iter=attack_params["pgd_step"], steps=attack_params["pgd_steps"],
+        progress=False)
     accuracy = (per_example.groupby(["attacker", "attack", "eps", "model"], sort=False)
                 ["correct"].mean() * 100)
     outputs = {key: features.predict(net, dataset) for key, net in targets.items()}
