@@ -36,9 +36,10 @@ bench: setup
 	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_attacks.py
 
-## full: the paper's CIFAR-10 row on a GPU (pip install -e '.[gpu]' first for CUDA)
+## full: the paper's CIFAR-10 row on a GPU, under the paper's protocol (ε in normalised
+## units, no clipping, PGD with a random start); pip install -e '.[gpu]' first for CUDA
 full: setup
-	$(BIN)/python -m pdc_utils run --profile cifar10
+	$(BIN)/python -m pdc_utils run --profile cifar10 -p protocol=paper
 
 ## lint: ruff
 lint: setup

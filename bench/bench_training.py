@@ -3,7 +3,7 @@ and where time goes.
 
 The diverge step adds one frozen forward pass of f1 (inference mode, no backward) and the dCor²
 term on a batch of features. Its cost relative to the plain step (forward + backward of f2) is
-what matters: DESIGN.md asks for at least 0.7x the plain step's images per second on CPU.
+what matters: the design asks for at least 0.7x the plain step's images per second on CPU.
 
 With the ``reference`` design and no augmentation, f1's features of a training image never
 change, so a run computes them once (``feature_cache``, see :mod:`pdc_utils.experiment`) and

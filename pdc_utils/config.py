@@ -136,6 +136,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # and an eps grid from mild to near-total white-box success of f1 on digits
         "alpha": 3.0,
         "penalty": "u",
+        "n_attackers": 3,
         **_ATTACK,
         "eps_grid": [0.05, 0.1, 0.2],
     },
@@ -362,6 +363,11 @@ _KINDS: dict[str, _Kind] = {
 def parameter_names() -> tuple[str, ...]:
     """Every parameter ``validate`` knows the kind of."""
     return tuple(_KINDS)
+
+
+def describe_parameter(name: str) -> str:
+    """What parameter ``name`` accepts, in words (e.g. "one of the valid choices: v, u")."""
+    return _KINDS[name].description
 
 
 def is_list_parameter(name: str) -> bool:

@@ -23,8 +23,8 @@ Four datasets, named as in :data:`pdc_utils.config.DATASETS`:
 Three splits (:data:`SPLITS`). ``validation`` is carved from each dataset's training data, fixed
 by the data (the digits split seed, or a fixed slice of tfds' training split, whose file order
 tfds shuffles once when it prepares the data) and never trained on: every choice of the series
-(α, penalty, ε grid, defaults) is made on it. ``test`` is only used to report (DESIGN.md of the
-``docs/design.md``, "Evidence").
+(α, penalty, ε grid, defaults) is made on it. ``test`` is only used to report
+(``docs/design.md``, "Evidence").
 
 Determinism: the subset taken by ``limit`` is the first examples of the split in file order
 (fixed); shuffling and augmentation draw from stateless random streams seeded by ``seed``, so

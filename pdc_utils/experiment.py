@@ -1,6 +1,6 @@
 """Which networks a run trains, under which names and seeds, for each experimental design.
 
-Two designs (parameter ``design``, DESIGN.md section 1):
+Two designs (parameter ``design``, ``docs/design.md`` section 3):
 
 - ``reference`` (what the paper's text describes): the attacker ``f1`` is trained alone; every
   seed s gives a pair, ``f2_baseline`` (α = 0, f1 monitored) and ``f2_diverge`` (penalised

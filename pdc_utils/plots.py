@@ -175,19 +175,33 @@ def accuracy_vs_eps(accuracy, attacks: list[str], pairs: list[tuple[str, str]],
 
 def seed_intervals(gap, n_seeds: int) -> matplotlib.figure.Figure:
     """Diverged − baseline accuracy per attack and ε: mean over seed pairs with its 95 %
-    t-interval (the headline figure of notebook 04)."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    labels = [a if a == "clean" else f"{a} {e:g}" for a, e in zip(gap["attack"], gap["eps"],
-                                                                   strict=True)]
-    x = range(len(gap))
-    low = (gap["difference"] - gap["low"]).fillna(0)
-    high = (gap["high"] - gap["difference"]).fillna(0)
-    ax.errorbar(x, gap["difference"], yerr=[low, high], fmt="o",
-                color=MODEL_COLORS["diverge"], capsize=4)
+    t-interval (the headline figure of notebook 04), one colour per attacker family (``f1``;
+    ``others``: the mean over the independent attackers); a filled marker where Holm's
+    adjusted p-value is below 0.05."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    labels = list(dict.fromkeys(a if a == "clean" else f"{a} {e:g}"
+                                for a, e in zip(gap["attack"], gap["eps"], strict=True)))
+    families = list(dict.fromkeys(gap["attackers"]))
+    colours = {"none": "grey", "f1": MODEL_COLORS["diverge"], "others": MODEL_COLORS["f1"]}
+    for i, family in enumerate(families):
+        rows = gap[gap["attackers"] == family]
+        x = [labels.index(a if a == "clean" else f"{a} {e:g}") + 0.15 * (i - 1)
+             for a, e in zip(rows["attack"], rows["eps"], strict=True)]
+        low = (rows["difference"] - rows["low"]).fillna(0)
+        high = (rows["high"] - rows["difference"]).fillna(0)
+        significant = rows["p_holm"].fillna(1.0) < 0.05
+        colour = colours.get(family, "black")
+        ax.errorbar(x, rows["difference"], yerr=[low, high], fmt="none", ecolor=colour,
+                    capsize=4)
+        ax.scatter(x, rows["difference"], color=colour, zorder=3,
+                   facecolors=[colour if s else "white" for s in significant],
+                   label={"none": "clean accuracy", "f1": "attacker f1",
+                          "others": "independent attackers (mean)"}.get(family, family))
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(list(x), labels, rotation=30)
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
     ax.set_ylabel("diverge − baseline (points)")
-    ax.set_title(f"Mean over {n_seeds} seed pairs, 95% t-interval")
+    ax.set_title(f"Mean over {n_seeds} seed pairs, 95% t-interval (filled: Holm p < 0.05)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

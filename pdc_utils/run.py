@@ -487,12 +487,16 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
 
 
 def describe_profiles() -> str:
-    """A readable listing of every profile and its parameters."""
+    """A readable listing of every profile and its parameters, then what each parameter
+    accepts (so the choices, e.g. every penalty, are listed too)."""
     blocks = []
     for name, values in config.PROFILES.items():
         params = config.profile(name)
         body = "\n".join(f"    {k} = {v!r}" for k, v in sorted(params.items()))
         blocks.append(f"{name}: {values['description']}\n{body}")
+    accepts = "\n".join(f"    {k}: {config.describe_parameter(k)}"
+                        for k in sorted(config.parameter_names()))
+    blocks.append(f"What each parameter accepts (-p KEY=VALUE):\n{accepts}")
     return "\n\n".join(blocks)
 
 

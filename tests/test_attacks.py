@@ -25,9 +25,8 @@ TOL = 1e-6
 
 
 def _reference_columns() -> list[str]:
-    """The header of the paper's Table 1 (the package's copy, else the shared reference)."""
-    for path in (Path(config.__file__).parent / "paper_table1.csv",
-                 Path("/work/shared/reference/paper_table1.csv")):
+    """The header of the paper's Table 1 (the package's copy)."""
+    for path in (Path(config.__file__).parent / "paper_table1.csv",):
         if path.exists():
             return list(pd.read_csv(path, nrows=0).columns)
     return PAPER_COLUMNS

@@ -14,7 +14,7 @@ import tensorflow as tf  # noqa: E402
 
 from pdc_utils import distance as D  # noqa: E402
 
-RTOL = 1e-6  # agreement with dcor in float64, as DESIGN.md asks
+RTOL = 1e-6  # agreement with dcor in float64, as docs/design.md asks
 
 
 def _cases(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

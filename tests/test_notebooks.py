@@ -70,7 +70,7 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     for name in config.NOTEBOOKS:
         assert (run_dir / "notebooks" / f"{name}.ipynb").exists()
 
-    for name in ("f1", "f2_baseline", "f2_diverge", "f2_baseline_s1", "f2_diverge_s1"):
+    for name in ("f1", "f1_a1", "f2_baseline", "f2_diverge", "f2_baseline_s1", "f2_diverge_s1"):
         network = keras.models.load_model(run_dir / "models" / f"{name}.keras")
         logits, features = network(keras.ops.zeros((2, 8, 8, 3)))
         assert logits.shape == (2, 10) and features.shape[0] == 2
@@ -82,10 +82,17 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     assert list(table["method"]) == ["source", "baseline", "diverge"]
     assert table.drop(columns=["dataset", "network", "method"]).stack().between(0, 100).all()
     seeds = pd.read_csv(results / "transfer_attack_seeds.csv")
-    assert list(seeds.columns) == [*table.columns, "seed"] and list(seeds["seed"]) == [-1, 0, 0,
-                                                                                      1, 1]
+    assert list(seeds.columns) == [*table.columns, "seed", "attacker"]
+    assert list(seeds["seed"]) == [-1, 0, 0, 1, 1] * 2
+    assert list(seeds["attacker"]) == ["f1"] * 5 + ["f1_a1"] * 5
     gap = pd.read_csv(results / "diverge_minus_baseline.csv")
-    assert (gap["n_seeds"] == 2).all() and {"difference", "low", "high"} <= set(gap.columns)
+    assert (gap["n_seeds"] == 2).all()
+    assert {"difference", "low", "high", "attackers", "p_value", "p_holm"} <= set(gap.columns)
+    attacked = gap[gap["attack"] != "clean"]
+    assert set(attacked["attackers"]) == {"f1", "others"} and attacked["p_holm"].notna().all()
+    assert (attacked["p_holm"] >= attacked["p_value"]).all()
+    verdict = (results / "verdict.md").read_text()
+    assert f"{len(attacked)} comparisons" in verdict and "illustration" in verdict
     alignment = pd.read_csv(results / "gradient_alignment.csv")
     assert list(alignment.columns) == ["model", "attack_source", "cosine_mean", "cosine_std", "n"]
 
@@ -133,16 +140,36 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
 
 
 @pytest.mark.notebook
-def test_smoke_run_of_the_paper_code_design_with_the_u_penalty(isolated_run_dirs):
-    run.run_series("smoke", run_name="chain", overrides={"design": "paper_code", "penalty": "u"},
+def test_smoke_run_of_the_paper_code_design_with_the_gal_penalty(isolated_run_dirs):
+    run.run_series("smoke", run_name="chain",
+                   overrides={"design": "paper_code", "penalty": "grad_align"},
                    notebooks=["02", "03", "04"], progress=False)
     models = isolated_run_dirs / "runs" / "chain" / "models"
     assert {p.stem for p in models.glob("*.keras")} == {
-        "f1", "f2_baseline", "chain_s0_net1", "f2_diverge", "f2_baseline_s1", "chain_s1_net1",
-        "f2_diverge_s1"}
+        "f1", "f1_a1", "f2_baseline", "chain_s0_net1", "f2_diverge", "f2_baseline_s1",
+        "chain_s1_net1", "f2_diverge_s1"}
+    history = pd.read_csv(isolated_run_dirs / "runs" / "chain" / "results"
+                          / "history_f2_diverge.csv")
+    assert {"grad_cos_sqr", "val_grad_cos_sqr"} <= set(history.columns)
     dcor = pd.read_csv(isolated_run_dirs / "runs" / "chain" / "results" / "feature_dcor.csv")
     refs = dcor[dcor["model"] == "f2_diverge"]["reference"].tolist()
     assert refs == ["f1", "f2_baseline", "chain_s0_net1"]
+
+
+@pytest.mark.notebook
+def test_smoke_run_of_the_untrained_control_with_the_spread_term(isolated_run_dirs):
+    overrides = {"diverge_from": "untrained", "penalty": "u", "keep_dim": 1.0}
+    run.run_series("smoke", run_name="control", overrides=overrides,
+                   notebooks=["02", "03", "04"], progress=False)
+    folder = isolated_run_dirs / "runs" / "control"
+    assert (folder / "models" / "f0_untrained.keras").exists()
+    record = pd.read_json(folder / "models" / "f2_diverge.json", typ="series")
+    assert record["keep_dim"] == 1.0 and record["alpha"] > 0
+    assert "diverge_from untrained" in (folder / "results" / "verdict.md").read_text()
+    # notebook 05 with other parameters than the networks': refused, the values named
+    with pytest.raises(run.RunError, match="keep_dim = 1.0"):
+        run.run_series("smoke", run_name="control", overrides={**overrides, "keep_dim": 0.5},
+                       notebooks=["05"], progress=False)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "imagenette", "imagenet2012"])
