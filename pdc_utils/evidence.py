@@ -32,6 +32,8 @@ import pandas as pd
 #: The attackers column's values: attacker 0, the mean over the independent attackers, and
 #: the row of clean accuracy (which no attacker changes).
 REFERENCE_ATTACKER, OTHER_ATTACKERS, NO_ATTACKER = "f1", "others", "none"
+#: Seed pairs of the confirmatory study; a run with fewer is called an illustration.
+CONFIRMATORY_PAIRS = 8
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -199,4 +201,4 @@ def verdict_text(gap: pd.DataFrame, *, run_name: str, dataset: str, design: str,
             f"[{clean['low']:+.1f}, {clean['high']:+.1f}]. "
             + (f"{n} pairs make an illustration, not a result: "
                "bench/results/diverge_confirm.md holds the confirmatory study."
-               if n < 8 else ""))
+               if n < CONFIRMATORY_PAIRS else ""))

@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from pdc_utils import artifacts, config, locking
+from pdc_utils import artifacts, config, evidence, locking
 
 
 class RunError(RuntimeError):
@@ -459,6 +459,12 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
     run = params["run_name"]
     results = config.results_dir(run)
     lines = [f"# Run `{run}` (profile `{profile}`)", ""]
+    pairs = params.get("n_seeds", 0)
+    if pairs < evidence.CONFIRMATORY_PAIRS:
+        lines += [f"{pairs} seed pair{'s' if pairs != 1 else ''} make an illustration of the "
+                  "method, not evidence about it: the confirmatory study (settings chosen on "
+                  "validation data, fresh seeds, several attackers, controls, Holm's "
+                  "correction) is `bench/results/diverge_confirm.md` in the repository.", ""]
     for title, name, notebook in SUMMARY_TABLES:
         if not (results / name).exists():
             continue
