@@ -420,6 +420,7 @@ def test_seed_tables_and_t_intervals_match_a_direct_computation():
 
     table, pairs = _pairs_table()
     other, _ = _pairs_table(seed=9)
+    other["model"] = other["model"].replace({"f1": "f1_a1"})
     per_example = pd.concat([table.assign(attacker="f1"), other.assign(attacker="f1_a1")],
                             ignore_index=True)
     seeds = attacks.seeds_table(per_example, "digits", "resnet18", pairs, ["f1", "f1_a1"])

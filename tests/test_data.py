@@ -61,8 +61,8 @@ def test_unknown_names_are_rejected_with_the_valid_choices():
         data.dataset_info("mnist")
     with pytest.raises(ValueError, match="valid datasets"):
         data.load_split("mnist", "train", batch_size=8)
-    with pytest.raises(ValueError, match="valid splits: train, test"):
-        data.load_split("digits", "validation", batch_size=8)
+    with pytest.raises(ValueError, match="valid splits: train, validation, test"):
+        data.load_split("digits", "valid", batch_size=8)
     with pytest.raises(ValueError, match="valid splits"):
         data.num_examples("digits", "val")
 
@@ -86,14 +86,20 @@ def test_digits_splits_sizes_values_and_labels():
     info = data.dataset_info("digits")
     x_train, y_train = collect(data.load_split("digits", "train", batch_size=100))
     x_test, y_test = collect(data.load_split("digits", "test", batch_size=100))
-    assert (len(x_train), len(x_test)) == (1437, 360) == (info.num_train, info.num_test)
+    x_val, y_val = collect(data.load_split("digits", "validation", batch_size=100))
+    assert (len(x_train), len(x_val), len(x_test)) == (1149, 288, 360) == (
+        info.num_train, info.num_validation, info.num_test)
+    # the validation split is stratified too, 20 % of the 1,437 training images per class
+    assert all(abs(collections.Counter(y_val)[c] - 0.2 * (collections.Counter(y_train)[c]
+                                                         + collections.Counter(y_val)[c])) <= 1
+               for c in range(10))
     assert x_train.shape[1:] == (8, 8, 3) and x_train.dtype == np.float32
     assert y_train.dtype == np.int32 and set(y_train) == set(range(10))
     assert x_train.min() == 0.0 and x_train.max() == 1.0
     np.testing.assert_array_equal(x_train[..., 0], x_train[..., 2])  # grey replicated to RGB
     # Nothing lost or invented: the two splits are exactly sklearn's 1,797 digits.
     digits = load_digits()
-    both = np.concatenate([x_test, x_train])[..., 0] * 16
+    both = np.concatenate([x_test, x_val, x_train])[..., 0] * 16
     assert sorted(map(bytes, both.astype(np.uint8))) == sorted(
         map(bytes, digits.images.astype(np.uint8))
     )
@@ -143,10 +149,10 @@ def test_limit_takes_a_fixed_subset_before_shuffling():
 
 def test_batches_and_drop_remainder():
     sizes = [len(y) for _, y in data.load_split("digits", "train", batch_size=64)]
-    assert sizes == [64] * 22 + [1437 - 22 * 64]
+    assert sizes == [64] * 17 + [1149 - 17 * 64]
     dropped = [len(y) for _, y in data.load_split("digits", "train", batch_size=64,
                                                   drop_remainder=True)]
-    assert dropped == [64] * 22
+    assert dropped == [64] * 17
     ds = data.load_split("digits", "test", batch_size=64, drop_remainder=True)
     assert ds.element_spec[0].shape.as_list() == [64, 8, 8, 3]
 
@@ -215,7 +221,7 @@ def test_extra_is_refused_with_augmentation_and_with_the_wrong_length():
         data.load_split("digits", "train", batch_size=4, limit=8, extra=(rows, rows[:5]))
     with pytest.raises(ValueError, match="extra must be a non-empty tuple of arrays"):
         data.load_split("digits", "train", batch_size=4, limit=8, extra=rows)
-    with pytest.raises(ValueError, match="i.e. 1437 rows"):
+    with pytest.raises(ValueError, match="i.e. 1149 rows"):
         data.load_split("digits", "train", batch_size=4, extra=(rows,))
 
 
