@@ -36,7 +36,7 @@ give NaN on a GPU.)
 
 ``transfer_evaluation`` crafts the adversarial images once on the source network f1 and scores
 every target network on them; the result is a per-example table from which
-``accuracy_table``, ``paper_table`` (the columns of ``reference/paper_table1.csv``) and
+``accuracy_table``, ``paper_table`` (the columns of ``pdc_utils/paper_table1.csv``) and
 ``paired_bootstrap`` (intervals for an accuracy difference) are computed. Result files are
 written with :func:`pdc_utils.artifacts.write_csv_atomic`.
 """
@@ -545,7 +545,7 @@ def paper_table(
     network: str,
     methods: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The transfer table in the layout of ``reference/paper_table1.csv``.
+    """The transfer table in the layout of ``pdc_utils/paper_table1.csv``.
 
     Columns ``dataset, network, method, clean``, then ``<attack>_<eps>`` for every eps of the
     run in increasing order and, within an eps, fgm before pgd. With the paper's grid this is

@@ -164,7 +164,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "attack_batch_size": 64,
         "n_bootstrap": 50,
     },
-    # The full-scale profiles follow the paper's code (reference/original_code.md): its design
+    # The full-scale profiles follow the paper's code (docs/design.md, section on the designs): its design
     # (chains of 3 nets, an independent attacker), no augmentation, SGD 0.1 / 0.9 / 5e-4
     # coupled, batch 128, alpha 0.05, V-statistic penalty. Where we differ, on purpose: several
     # seed pairs instead of one unseeded run; the final networks instead of the checkpoint with

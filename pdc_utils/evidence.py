@@ -25,6 +25,8 @@ of its tests.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -202,3 +204,41 @@ def verdict_text(gap: pd.DataFrame, *, run_name: str, dataset: str, design: str,
             + (f"{n} pairs make an illustration, not a result: "
                "bench/results/diverge_confirm.md holds the confirmatory study."
                if n < CONFIRMATORY_PAIRS else ""))
+
+
+#: The committed tables of the two studies (``bench/results/``), by the name notebook 06 uses,
+#: with the script that writes each.
+STUDY_TABLES = {
+    "selection": ("diverge_selection.json", "bench/diverge_study.py"),
+    "study": ("diverge_study_differences.csv", "bench/diverge_study.py"),
+    "confirm": ("diverge_confirm.csv", "bench/diverge_confirm.py"),
+    "differences": ("diverge_confirm_differences.csv", "bench/diverge_confirm.py"),
+    "contrasts": ("diverge_confirm_contrasts.csv", "bench/diverge_confirm.py"),
+}
+
+
+def study_tables(folder: str | Path) -> dict[str, Any]:
+    """Read the validation study's and the confirmatory run's tables from ``folder``.
+
+    ``selection`` is the JSON the validation study's written rules produced; the others are
+    DataFrames: ``study`` (validation differences of every setting), ``confirm`` (one row per
+    network of the confirmatory run), ``differences`` (its diverged − baseline tests) and
+    ``contrasts`` (its paired contrasts between settings). A missing file is named with the
+    script that writes it, before anything is read.
+    """
+    import json
+
+    folder = Path(folder)
+    missing = [f"{name} (made by {script})" for name, script in STUDY_TABLES.values()
+               if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} lacks {', '.join(missing)}: these tables are committed with the "
+            "repository; in a checkout without them, run the scripts named (the validation "
+            "study first)")
+    tables: dict[str, Any] = {}
+    for key, (name, _) in STUDY_TABLES.items():
+        path = folder / name
+        tables[key] = (json.loads(path.read_text()) if path.suffix == ".json"
+                       else pd.read_csv(path))
+    return tables
