@@ -76,6 +76,7 @@ NOTEBOOKS = (
     "03_diverge_training",
     "04_attack_evaluation",
     "05_comparing_networks",
+    "06_is_the_effect_real",
 )
 
 _TRAINING = {
@@ -121,6 +122,10 @@ _LESSON = {
     "n_permutations": 500,
     "bench_sizes": [128, 256, 512, 1024],
     "bench_dim": 512,
+    # notebook 06: reading the two studies' committed tables
+    "study_results": "",
+    "test_level": 0.05,
+    "n_simulations": 4000,
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -164,7 +169,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "attack_batch_size": 64,
         "n_bootstrap": 50,
     },
-    # The full-scale profiles follow the paper's code (docs/design.md, section on the designs): its design
+    # The full-scale profiles follow the paper's code (docs/design.md): its design
     # (chains of 3 nets, an independent attacker), no augmentation, SGD 0.1 / 0.9 / 5e-4
     # coupled, batch 128, alpha 0.05, V-statistic penalty. Where we differ, on purpose: several
     # seed pairs instead of one unseeded run; the final networks instead of the checkpoint with
@@ -357,6 +362,11 @@ _KINDS: dict[str, _Kind] = {
     "n_bootstrap": _integer(1),
     # notebook 05: comparing networks
     "compare_limit": _integer(0, _ALL),
+    # notebook 06: reading the studies
+    "study_results": _Kind(lambda v: isinstance(v, str),
+                           "a folder path as text ('' means the repository's bench/results)"),
+    "test_level": _number("in (0, 1)", lambda v: 0 < v < 1),
+    "n_simulations": _integer(100),
 }
 
 

@@ -162,6 +162,22 @@ def _upen_dim() -> float | None:
     return float(rows["effective_dim"].mean())
 
 
+def _bh_cases():
+    from pdc_utils.evidence import benjamini_hochberg
+
+    rng = np.random.default_rng(14)
+    cases = [rng.uniform(size=n) ** 2 for n in (5, 12, 40)]
+    cases.append(np.array([0.01, 0.04, 0.03, 0.2, 0.04]))  # ties and a running minimum
+    return [((p,), benjamini_hochberg) for p in cases]
+
+
+def _bh_count(differences, level) -> float:
+    from pdc_utils.evidence import benjamini_hochberg
+
+    attacked = differences[differences["attack"] != "clean"]
+    return float((benjamini_hochberg(attacked["p_value"].to_numpy()) < level).sum())
+
+
 EXERCISES: dict[str, Exercise] = {
     # 01 · distance correlation
     "01.pearson": Exercise("value", lambda x: np.corrcoef(x, x**2)[0, 1],
@@ -234,6 +250,18 @@ EXERCISES: dict[str, Exercise] = {
     "05.symmetric": Exercise("value", lambda lookup, x, y, given: lookup.loc[(x, y, given),
                                                                              "pdcor"],
                              "partial_distance_correlation(x, y, z) with x and y swapped"),
+    # 06 · is the effect real?
+    "06.familywise": Exercise("value", lambda m, level: 1 - (1 - level) ** m,
+                              "no test false: each independently with probability 1 − level"),
+    "06.bh": Exercise("function", _bh_cases,
+                      "scale the i-th smallest by m / i, then a running minimum from the largest "
+                      "down, and put the values back in the original order"),
+    "06.bh_count": Exercise("value", _bh_count,
+                            "all settings' attacked rows (attack != 'clean') form one family"),
+    "06.more_settings": Exercise("choice", lambda: _sha("b"),
+                                 "the winner is the largest of more noisy zeros"),
+    "06.control": Exercise("choice", lambda: _sha("b"),
+                           "the untrained network shares nothing with the attacker"),
 }
 
 
