@@ -129,9 +129,10 @@ def _pgd_cases():
     return cases
 
 
-def _white_box(table, attacks, eps_grid) -> float:
+def _transfer_gap(table, attacks, eps_grid) -> float:
     column = f"{'pgd' if 'pgd' in attacks else 'fgm'}_{max(eps_grid):.2f}"
-    return float(table.set_index("method").loc["source", column])
+    by_method = table.set_index("method")[column]
+    return float(by_method["baseline"] - by_method["source"])
 
 
 def _budget(shown, images, attacks, eps_show) -> float:
@@ -214,23 +215,24 @@ EXERCISES: dict[str, Exercise] = {
     "02.why_dependent": Exercise("choice", lambda: _sha("b"),
                                  "the two networks share neither initial weights nor batches"),
     # 03 · diverge training
-    "03.drop": Exercise("value", lambda summary: summary.loc["V dCor² to f1", "baseline"]
-                        - summary.loc["V dCor² to f1", "diverged"],
-                        "two cells of `summary`, subtracted", rtol=1e-3),
+    "03.bias_batch": Exercise("choice", lambda: _sha("b"),
+                              "the V-statistic's bias shrinks like 1/n as the batch grows"),
     "03.u_dcor": Exercise(
         "value", lambda outputs: _u_dcor(_rows(outputs["f2_diverge"]["features"]),
-                                         _rows(outputs["f1"]["features"])),
+                                         _rows(outputs["f2_baseline"]["features"])),
         "row-normalise both feature arrays first (features.row_normalized)"),
     "03.objective": Exercise(
         "function", _objective_cases,
         "mean CE of the logits, plus alpha times the V-statistic dCor² of the row-normalised "
         "features (objective.feature_penalty does the second part)", rtol=1e-4),
     "03.collapse": Exercise("choice", lambda: _sha("b"),
-                            "section 2: what does the V-statistic reward besides independence?"),
+                            "which measurement counts the directions the features spread over?"),
     "03.upen": Exercise("value", _upen_dim, "read runs/upen/results/feature_dcor.csv",
                         rtol=1e-3),
     # 04 · attacks
-    "04.white_box": Exercise("value", _white_box, "the `source` row of `table`", rtol=1e-6),
+    "04.transfer_gap": Exercise("value", _transfer_gap,
+                                "the `baseline` row minus the `source` row of `table`, in the "
+                                "column of the attack and ε", rtol=1e-6),
     "04.budget": Exercise("value", _budget,
                           "the largest absolute pixel change between `shown[...]` and `images`"),
     "04.reverse": Exercise("value", _reverse,

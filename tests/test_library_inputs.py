@@ -146,15 +146,13 @@ def said(capsys, *args) -> str:
 
 
 def test_a_list_for_a_number_is_not_judged_correct(capsys):
-    import pandas as pd
-
-    summary = pd.DataFrame({"baseline": [0.9], "diverged": [0.3]}, index=["V dCor² to f1"])
-    out = said(capsys, "03.drop", [0.6, 0.6, 0.6], summary)
-    assert out == ("03.drop: not a valid answer: this exercise expects one number such as "
-                   "0.01, got a list of 3 values. Change the answer and run the cells again.\n")
-    assert "not a valid answer" in said(capsys, "03.drop", np.array([0.6]), summary)
-    assert "correct" in said(capsys, "03.drop", 0.6, summary)
-    assert "correct" in said(capsys, "03.drop", np.float32(0.6), summary)
+    # 06.familywise expects 1 - (1 - level) ** m: 0.6 for one test at level 0.6
+    out = said(capsys, "06.familywise", [0.6, 0.6, 0.6], 1, 0.6)
+    assert out == ("06.familywise: not a valid answer: this exercise expects one number such "
+                   "as 0.01, got a list of 3 values. Change the answer and run the cells again.\n")
+    assert "not a valid answer" in said(capsys, "06.familywise", np.array([0.6]), 1, 0.6)
+    assert "correct" in said(capsys, "06.familywise", 0.6, 1, 0.6)
+    assert "correct" in said(capsys, "06.familywise", np.float32(0.6), 1, 0.6)
 
 
 @pytest.mark.parametrize(("answer", "got"), [
