@@ -5,7 +5,7 @@ tagged ``solution`` holds the reference answer, and a third cell calls
 ``check(exercise_id, answer, *data)`` with plain names only: the expected answer is computed
 *here* from ``data`` (or fixed here), so no notebook cell shows it.
 ``python -m pdc_utils student-copies --out DIR`` writes the notebooks without their solution
-cells, for a lecturer to hand out.
+cells and lecturer notes, for a lecturer to hand out.
 
 Four kinds of exercise:
 
@@ -26,7 +26,8 @@ the V-statistic, a percentage for a fraction, the rounded printed value, ...) is
 mistake instead of the hint; a right multiple choice is told why it is right.
 
 Each check's latest outcome is kept in the kernel, so that :func:`score` can say how many of a
-notebook's exercises are correct.
+notebook's exercises are correct; :func:`grade_notebooks` reads the same outcomes back from
+executed notebooks, for ``python -m pdc_utils grade DIR``.
 """
 
 from __future__ import annotations
@@ -357,11 +358,13 @@ def _cka(x, y) -> float:
 
 OUTCOMES = ("correct", "not yet", "not attempted", "invalid", "not checked")
 """What a check can conclude; ``not checked``: the data it needs is not there yet, or (for
-:func:`score`) its check has not run."""
+:func:`score` and :func:`grade_notebooks`) its check has not run."""
 
 _SAYS = {"correct": "correct", "not yet": "not yet", "not attempted": "not attempted",
          "invalid": "not a valid answer", "not checked": "cannot be checked yet"}
 """How a check's printed verdict starts, after ``<exercise id>: ``, for each outcome."""
+
+_OUTCOME_OF = {words: outcome for outcome, words in _SAYS.items()}
 
 _LATEST: dict[str, str] = {}
 """Each exercise's latest outcome in this kernel, for :func:`score`."""
@@ -570,3 +573,50 @@ def score(notebook: str | int) -> None:
         if names:
             lines.append(f"  {outcome}: {', '.join(names)}")
     print("\n".join(lines))
+
+
+_VERDICT = re.compile(rf"^(\d\d\.\w+): ({'|'.join(_SAYS.values())})", re.MULTILINE)
+
+
+def grade_notebooks(directory: str | os.PathLike):
+    """A table of the executed notebooks (``*.ipynb``) in ``directory``: one row per notebook,
+    the number of its exercises per outcome (columns :data:`OUTCOMES`, then ``exercises``),
+    read from the latest ``check`` verdict each exercise printed in the saved outputs. An
+    exercise of the notebook that printed none counts as ``not checked``; a notebook that was
+    not executed at all has all its exercises there.
+
+    ``FileNotFoundError`` if ``directory`` does not exist, ``ValueError`` if it holds no
+    notebook that has been executed (or one that cannot be read).
+    """
+    import nbformat
+    import pandas as pd
+
+    folder = Path(directory).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{directory} is not a folder; give the folder that holds the "
+                                "students' executed notebooks")
+    paths = sorted(folder.glob("*.ipynb"))
+    rows, executed = {}, 0
+    for path in paths:
+        try:
+            notebook = nbformat.read(str(path), as_version=4)
+        except (ValueError, OSError) as err:
+            raise ValueError(f"cannot read {path.name} as a notebook: {err}") from err
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        executed += any(bool(c.get("outputs") or c.get("execution_count")) for c in code)
+        said = {}
+        for cell in code:
+            text = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                           if o.get("output_type") == "stream")
+            for exercise, words in _VERDICT.findall(text):
+                said[exercise] = _OUTCOME_OF[words]
+        _, exercises = _exercises_of(path.stem)
+        outcomes = {e: "not checked" for e in exercises} | said
+        counts = {o: sum(v == o for v in outcomes.values()) for o in OUTCOMES}
+        rows[path.stem] = counts | {"exercises": len(outcomes)}
+    if not executed:
+        what = (f"{len(paths)} notebooks, none of them executed (no outputs)" if paths
+                else "no notebooks (*.ipynb)")
+        raise ValueError(f"{directory} holds {what}: grade reads the check verdicts of executed "
+                         "notebooks; run them (Run › Run All Cells), save, and grade again")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("notebook")
