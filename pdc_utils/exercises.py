@@ -400,6 +400,7 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
+# a number or arithmetic in quotes, such as "0.01" or "1/100": the quotes are the only mistake
 _ARITHMETIC = re.compile(r"[\d\s.eE+\-*/()]*\d[\d\s.eE+\-*/()]*")
 
 
