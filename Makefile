@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup tutorial test lab bench full lint clean
+.PHONY: setup tutorial test lab student student-lab bench full lint clean
 
 ## setup: create .venv and install the package with its dev extras
 setup: $(STAMP)
@@ -26,9 +26,24 @@ test: setup
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -n 2
 
-## lab: open the notebooks in JupyterLab
+## lab: open the notebooks in JupyterLab (the lecturer's copies, with the solutions)
 lab: setup
 	$(BIN)/jupyter lab notebooks/
+
+## student: the notebooks for students in student/: no solution cells, no lecturer notes, no
+## outputs. Copies already there may hold a student's work: they are kept unless FORCE=1
+student: setup
+	@if [ -z "$(FORCE)" ] && ls student/[0-9][0-9]_*.ipynb >/dev/null 2>&1; then \
+		echo "student/ already holds student copies, perhaps with a student's work: kept as" \
+			"they are (make student FORCE=1 replaces them, as --force does)"; \
+	else \
+		$(BIN)/python -m pdc_utils student-copies --out student $(if $(FORCE),--force) && \
+		echo "open them with: $(BIN)/jupyter lab student/"; \
+	fi
+
+## student-lab: make student, then open student/ in JupyterLab
+student-lab: student
+	$(BIN)/jupyter lab student/
 
 ## bench: the benchmarks of bench/, tables written to bench/results/
 bench: setup

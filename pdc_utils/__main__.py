@@ -1,5 +1,5 @@
 """Command line: ``python -m pdc_utils run|train --profile NAME``, ``profiles``,
-``student-copies``."""
+``student-copies``, ``grade``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from pdc_utils import config, locking, run
+from pdc_utils import config, exercises, locking, run
 
 
 def _add_run_options(command: argparse.ArgumentParser, run_name_help: str) -> None:
@@ -37,12 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
         "with -p strategy=multi_worker, run it on every worker (TF_CONFIG)")
     _add_run_options(train, "folder under runs/ (default: the profile's name)")
     commands.add_parser("profiles", help="list the profiles and their parameters")
-    copies = commands.add_parser("student-copies",
-                                 help="write the notebooks without their solution cells")
+    copies = commands.add_parser(
+        "student-copies", help="write the notebooks without their solution cells and lecturer "
+        "notes, for students")
     copies.add_argument("--out", required=True, help="folder for the student notebooks "
                         "(not notebooks/ itself)")
     copies.add_argument("--force", action="store_true",
                         help="replace student notebooks already in --out")
+    grade = commands.add_parser(
+        "grade", help="count the exercise verdicts (correct, not yet, ...) saved in executed "
+        "student notebooks")
+    grade.add_argument("dir", help="folder of executed notebooks (*.ipynb with their outputs)")
     return parser
 
 
@@ -67,7 +72,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: cannot write the student copies to {args.out}: {err}",
                   file=sys.stderr)
             return 1
-        print(f"{len(written)} student notebooks (no solution cells) in {args.out}")
+        print(f"{len(written)} student notebooks (without solutions and lecturer notes) in "
+              f"{args.out}")
+        return 0
+    if args.command == "grade":
+        try:
+            table = exercises.grade_notebooks(args.dir)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(table.to_string(index_names=False))
         return 0
     start = time.perf_counter()
     try:

@@ -5,7 +5,7 @@ tagged ``solution`` holds the reference answer, and a third cell calls
 ``check(exercise_id, answer, *data)`` with plain names only: the expected answer is computed
 *here* from ``data`` (or fixed here), so no notebook cell shows it.
 ``python -m pdc_utils student-copies --out DIR`` writes the notebooks without their solution
-cells, for a lecturer to hand out.
+cells and lecturer notes, for a lecturer to hand out.
 
 Four kinds of exercise:
 
@@ -21,14 +21,23 @@ unanswered) and returns nothing: it prints ``correct``, ``not yet`` with a hint,
 ``not attempted``, or ``not a valid answer`` saying what the exercise expects when the answer
 has the wrong type or shape (a list or the text ``"1/100"`` for a number, a number for a
 function), so that such an answer is neither judged right by broadcasting nor taken for an
-unanswered exercise.
+unanswered exercise. A wrong number that a common mistake explains (dCor for dCor², the U- for
+the V-statistic, a percentage for a fraction, the rounded printed value, ...) is told that
+mistake instead of the hint; a right multiple choice is told why it is right.
+
+Each check's latest outcome is kept in the kernel, so that :func:`score` can say how many of a
+notebook's exercises are correct; :func:`grade_notebooks` reads the same outcomes back from
+executed notebooks, for ``python -m pdc_utils grade DIR``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,13 +48,21 @@ NOT_ATTEMPTED = "not attempted yet - replace None with your answer and run the c
 @dataclass(frozen=True)
 class Exercise:
     """``kind`` is ``value``, ``name``, ``choice`` or ``function``; ``expected(*data)`` gives
-    the expected value (or, for ``function``, ``(inputs, reference function)`` cases)."""
+    the expected value (or, for ``function``, ``(inputs, reference function)`` cases).
+
+    ``mistakes(expected, *data)`` (value exercises) gives the values that common mistakes
+    produce from the same data, keyed by the sentence that names the mistake: a wrong answer
+    equal to one of them is told that sentence instead of ``hint``. ``explanation`` (choice
+    exercises) is printed after a right answer: why it is right and the others are not.
+    """
 
     kind: str
     expected: Callable[..., Any]
     hint: str
     rtol: float = 1e-4
     atol: float = 1e-6
+    mistakes: Callable[..., dict[str, Any]] | None = None
+    explanation: str = ""
 
 
 def _sha(text: str) -> str:
@@ -179,14 +196,70 @@ def _bh_count(differences, level) -> float:
     return float((benjamini_hochberg(attacked["p_value"].to_numpy()) < level).sum())
 
 
+# --------------------------------------------------------------------- common mistakes
+# Each gives {sentence naming the mistake: the value it produces}, from the expected value and
+# the exercise's data; only called for a wrong answer, so the extra statistics cost nothing
+# when the answer is right.
+
+_U_FOR_V = ("your answer is the U-statistic dCor² (u_distance_correlation_sqr); this exercise "
+            "asks for the V-statistic (distance_correlation_sqr)")
+_V_FOR_U = ("your answer is the V-statistic dCor² (distance_correlation_sqr); this exercise "
+            "asks for the U-statistic (u_distance_correlation_sqr)")
+
+
+def _squares(value: float) -> dict[str, float]:
+    """dCor given where dCor² is asked, and dCor² squared once more."""
+    found = {}
+    if value > 0:  # a U-statistic dCor² can be negative: it has no square root
+        found["your answer is the square root of the expected value: dCor where dCor² is asked "
+              "(square it, or use the function whose name ends in _sqr)"] = np.sqrt(value)
+    found["your answer is the square of the expected value: dCor² squared once more (the "
+          "functions whose names end in _sqr already return dCor²)"] = value**2
+    return found
+
+
+def _v_mistakes(value: float, x, y) -> dict[str, float]:
+    """For a V-statistic dCor² of ``x`` and ``y``: dCor, its square, the U-statistic."""
+    return _squares(value) | {_U_FOR_V: _u_dcor(x, y)}
+
+
+def _raw_feature_mistakes(value: float, outputs) -> dict[str, float]:
+    """For notebook 02's dCor² of the raw features: also the row-normalised features' (the
+    table's value, which the exercise asks to compare with)."""
+    f2, f1 = outputs["f2_baseline"]["features"], outputs["f1"]["features"]
+    return _v_mistakes(value, f2, f1) | {
+        "your answer is dCor² of the row-normalised features (the table's); this exercise asks "
+        "for the raw features": _dcor(_rows(f2), _rows(f1))}
+
+
+def _u_feature_mistakes(value: float, outputs) -> dict[str, float]:
+    """For notebook 03's U-statistic dCor² of row-normalised features: the V-statistic, and the
+    U-statistic of the features as they are."""
+    f2, f1 = outputs["f2_diverge"]["features"], outputs["f2_baseline"]["features"]
+    return _squares(value) | {
+        _V_FOR_U: _dcor(_rows(f2), _rows(f1)),
+        "your answer is the U-statistic dCor² of the features as they are; row-normalise both "
+        "first (features.row_normalized)": _u_dcor(f2, f1)}
+
+
+def _cka_mistakes(value: float, feats, name) -> dict[str, float]:
+    """For notebook 05's linear CKA: the same formula without centring the columns."""
+    x, y = (np.asarray(feats[k], np.float64) for k in ("f1", name))
+    return {"your answer is CKA without centring: subtract each column's mean from both "
+            "feature arrays first": np.linalg.norm(y.T @ x) ** 2
+            / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))}
+
+
 EXERCISES: dict[str, Exercise] = {
     # 01 · distance correlation
     "01.pearson": Exercise("value", lambda x: np.corrcoef(x, x**2)[0, 1],
                            "np.corrcoef(a, b) gives a matrix; you want an off-diagonal entry"),
     "01.dcor": Exercise("value", lambda x: _dcor(x, x**2),
-                        "D.distance_correlation_sqr takes 1-D arrays too"),
+                        "D.distance_correlation_sqr takes 1-D arrays too",
+                        mistakes=lambda value, x: _v_mistakes(value, x, x**2)),
     "01.scaling": Exercise("value", lambda x, y: _dcor(x, y),
-                           "a global scale multiplies dCov(X, Y) and sqrt(dVar(X)) alike"),
+                           "a global scale multiplies dCov(X, Y) and sqrt(dVar(X)) alike",
+                           mistakes=_v_mistakes),
     "01.smallest_p": Exercise("value", lambda: 1 / 100,
                               "the observed pairing counts as one of the permutations"),
     "01.pdcor_self": Exercise("value", lambda: 0.0,
@@ -197,8 +270,12 @@ EXERCISES: dict[str, Exercise] = {
     "01.u_centring": Exercise(
         "function", lambda: _centring_cases("u"),
         "divide row and column sums by n - 2, the grand sum by (n-1)(n-2); zero diagonal"),
-    "01.bias": Exercise("choice", lambda: _sha("b"),
-                        "which estimator's dCov² part is unbiased (section 4)?"),
+    "01.bias": Exercise(
+        "choice", lambda: _sha("b"), "which estimator's dCov² part is unbiased (section 3)?",
+        explanation="the V-statistic keeps the i = j terms and is biased upwards, the more so "
+        "the higher the dimension is next to n: with 64 points in 128 dimensions it is far "
+        "from 0. The U-statistic's dCov² is unbiased, so for independent samples its dCor² is "
+        "close to 0 on average (single values can be negative)."),
     # 02 · baseline training
     "02.accuracy": Exercise(
         "value", lambda outputs: 100 * np.mean(outputs["f1"]["predictions"]
@@ -207,26 +284,41 @@ EXERCISES: dict[str, Exercise] = {
     "02.raw_dcor": Exercise(
         "value", lambda outputs: _dcor(outputs["f2_baseline"]["features"],
                                        outputs["f1"]["features"]),
-        "the raw `features` arrays of both networks, as float64, no row normalisation"),
+        "the raw `features` arrays of both networks, as float64, no row normalisation",
+        mistakes=_raw_feature_mistakes),
     "02.scaled_dcor": Exercise(
         "value", lambda outputs: _dcor(outputs["f2_baseline"]["features"],
                                        outputs["f1"]["features"]),
-        "a global scale changes dCov and dVar alike"),
-    "02.why_dependent": Exercise("choice", lambda: _sha("b"),
-                                 "the two networks share neither initial weights nor batches"),
+        "a global scale changes dCov and dVar alike", mistakes=_raw_feature_mistakes),
+    "02.why_dependent": Exercise(
+        "choice", lambda: _sha("b"), "the two networks share neither initial weights nor batches",
+        explanation="both networks learn to predict the same labels from the same images, so "
+        "the features of each are functions of the same image content, and so depend on each "
+        "other. Not (a): each network starts from its own seed. Not (c): dCor pairs the two "
+        "networks' features image by image, so the shared test images are how the dependence "
+        "is measured, not its cause."),
     # 03 · diverge training
-    "03.bias_batch": Exercise("choice", lambda: _sha("b"),
-                              "the V-statistic's bias shrinks like 1/n as the batch grows"),
+    "03.bias_batch": Exercise(
+        "choice", lambda: _sha("b"), "what happens to the V-statistic's bias as n grows?",
+        explanation="the V-statistic's bias comes from the i = j terms, a share of about 1/n "
+        "of the sum, so it shrinks as the batch grows; a larger batch makes the V penalty "
+        "reward collapse less, but never removes the reward."),
     "03.u_dcor": Exercise(
         "value", lambda outputs: _u_dcor(_rows(outputs["f2_diverge"]["features"]),
                                          _rows(outputs["f2_baseline"]["features"])),
-        "row-normalise both feature arrays first (features.row_normalized)"),
+        "row-normalise both feature arrays first (features.row_normalized)",
+        mistakes=_u_feature_mistakes),
     "03.objective": Exercise(
         "function", _objective_cases,
         "mean CE of the logits, plus alpha times the V-statistic dCor² of the row-normalised "
         "features (objective.feature_penalty does the second part)", rtol=1e-4),
-    "03.collapse": Exercise("choice", lambda: _sha("b"),
-                            "which measurement counts the directions the features spread over?"),
+    "03.collapse": Exercise(
+        "choice", lambda: _sha("b"),
+        "which measurement counts the directions the features spread over?",
+        explanation="the effective dimension (participation ratio of the feature covariance's "
+        "eigenvalues) counts the directions the features spread over; a value near 1 means "
+        "collapse. The U-statistic says how dependent the features are, not how they got "
+        "there, and accuracy can stay high after a collapse."),
     "03.upen": Exercise("value", _upen_dim, "read runs/upen/results/feature_dcor.csv",
                         rtol=1e-3),
     # 04 · attacks
@@ -241,12 +333,16 @@ EXERCISES: dict[str, Exercise] = {
     "04.pgd_random": Exercise("function", _pgd_cases,
                               "start from clip(x + noise, 0, 1), then the steps of "
                               "pgd_by_hand, always projecting around the clean x", rtol=1e-5),
-    "04.interval": Exercise("choice", lambda: _sha("c"),
-                            "an interval that contains 0 is compatible with a gain, a loss and "
-                            "no effect"),
+    "04.interval": Exercise(
+        "choice", lambda: _sha("c"),
+        "an interval that contains 0 is compatible with a gain, a loss and no effect",
+        explanation="no test rejects 'no effect' after the correction, so the run is compatible "
+        "with no effect, but also with a gain or a loss: neither (a), (b) nor (d) follows. Not "
+        "finding an effect does not show there is none; more seed pairs narrow the intervals."),
     # 05 · comparing networks
     "05.cka": Exercise("value", lambda feats, name: _cka(feats["f1"], feats[name]),
-                       "centre the columns of both, then ||YᵀX||² / (||XᵀX|| ||YᵀY||)"),
+                       "centre the columns of both, then ||YᵀX||² / (||XᵀX|| ||YᵀY||)",
+                       mistakes=_cka_mistakes),
     "05.labels": Exercise("name", lambda table, name: table["U dCor² with labels"]
                           .loc[["f1", name]].idxmax(), "look at the U column of `with_labels`"),
     "05.symmetric": Exercise("value", lambda lookup, x, y, given: lookup.loc[(x, y, given),
@@ -260,10 +356,16 @@ EXERCISES: dict[str, Exercise] = {
                       "down, and put the values back in the original order"),
     "06.bh_count": Exercise("value", _bh_count,
                             "all settings' attacked rows (attack != 'clean') form one family"),
-    "06.more_settings": Exercise("choice", lambda: _sha("b"),
-                                 "the winner is the largest of more noisy zeros"),
-    "06.control": Exercise("choice", lambda: _sha("b"),
-                           "the untrained network shares nothing with the attacker"),
+    "06.more_settings": Exercise(
+        "choice", lambda: _sha("b"), "the winner is the largest of more noisy zeros",
+        explanation="the maximum of more draws of the same noise is larger on average, so the "
+        "more settings a study compares, the more its winner's own estimate overstates it."),
+    "06.control": Exercise(
+        "choice", lambda: _sha("b"), "the untrained network shares nothing with the attacker",
+        explanation="against an untrained network the penalty still reshapes the features (it "
+        "may collapse them) but cannot make them independent of the attacker in particular; a "
+        "gain the control matches cannot be credited to independence of the attacker. It says "
+        "nothing about attack strength, test-set selection or seeds."),
 }
 
 
@@ -281,6 +383,19 @@ def _cka(x, y) -> float:
 
 # --------------------------------------------------------------------- checking
 
+OUTCOMES = ("correct", "not yet", "not attempted", "invalid", "not checked")
+"""What a check can conclude; ``not checked``: the data it needs is not there yet, or (for
+:func:`score` and :func:`grade_notebooks`) its check has not run."""
+
+_SAYS = {"correct": "correct", "not yet": "not yet", "not attempted": "not attempted",
+         "invalid": "not a valid answer", "not checked": "cannot be checked yet"}
+"""How a check's printed verdict starts, after ``<exercise id>: ``, for each outcome."""
+
+_OUTCOME_OF = {words: outcome for outcome, words in _SAYS.items()}
+
+_LATEST: dict[str, str] = {}
+"""Each exercise's latest outcome in this kernel, for :func:`score`."""
+
 
 class _Invalid(Exception):
     """An answer of the wrong type or shape; the message says what was expected instead."""
@@ -295,8 +410,16 @@ def _describe(value: Any) -> str:
     """A short description of a value for a message: its type and what it holds."""
     if isinstance(value, str):
         return f"the text {value!r}"
-    if isinstance(value, list | tuple):
-        return f"a {type(value).__name__} of {len(value)} values"
+    if isinstance(value, list | tuple | set | dict):
+        kind = type(value).__name__
+        if not value:
+            return f"an empty {kind}"
+        if all(item is None for item in value):
+            return f"a {kind} of None only (replace None itself with your answer)"
+        if not isinstance(value, dict):
+            return f"a {kind} of {len(value)} values"
+    if isinstance(value, bool | np.bool_):
+        return f"bool {value} (a yes/no value, not a number)"
     shape = getattr(value, "shape", ())
     if shape:
         return f"a {type(value).__name__} of shape {tuple(shape)}"
@@ -304,42 +427,93 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
+# a number or arithmetic in quotes, such as "0.01" or "1/100": the quotes are the only mistake
+_ARITHMETIC = re.compile(r"[\d\s.eE+\-*/()]*\d[\d\s.eE+\-*/()]*")
+
+
 def _numbers(value: Any, expected: Any, expects: str) -> np.ndarray:
     """``value`` as a float array if it is numeric with the shape of ``expected``; else
     :class:`_Invalid` that starts with ``expects`` (e.g. "this exercise expects")."""
     shape = np.shape(expected)
     wanted = "one number such as 0.01" if not shape else f"an array of shape {shape}"
+    if isinstance(value, str):
+        quoted = "; write it without quotes" if _ARITHMETIC.fullmatch(value.strip()) else ""
+        raise _Invalid(f"{expects} {wanted}, got {_describe(value)}{quoted}")
     try:
-        values = None if isinstance(value, str) else np.asarray(value)
+        values = np.asarray(value)
     except (ValueError, TypeError):  # e.g. a ragged list
         values = None
-    if values is None or values.dtype.kind not in "iuf":
-        raise _Invalid(f"{expects} {wanted}, got {_describe(value)}")
-    if values.shape != shape:
+    if values is None or values.dtype.kind not in "iuf" or values.shape != shape:
         raise _Invalid(f"{expects} {wanted}, got {_describe(value)}")
     return values.astype(float)
 
 
-def _judge(exercise: Exercise, answer: Any, data: tuple) -> bool | None:
-    """Whether ``answer`` is right; ``None`` if it was not attempted (or cannot be judged).
+def _close(a: Any, b: Any, exercise: Exercise) -> bool:
+    return bool(np.allclose(a, b, rtol=exercise.rtol, atol=exercise.atol))
+
+
+def _rounded_to(values: np.ndarray, expected: np.ndarray) -> int | None:
+    """The most decimals (1 to 4, as the notebooks print) to which ``expected`` rounds to
+    ``values`` exactly, if any (a rounded 0 does not count: it says nothing)."""
+    for decimals in (4, 3, 2, 1):
+        rounded = np.round(expected, decimals)
+        if np.any(rounded != 0) and np.allclose(values, rounded, rtol=1e-12, atol=1e-12):
+            return decimals
+    return None
+
+
+def _mistake(exercise: Exercise, values: np.ndarray, expected: np.ndarray,
+             data: tuple) -> str | None:
+    """The common mistake a wrong numeric answer shows, if one explains it: not a finite
+    number, one of the exercise's own ``mistakes``, a percentage for a fraction or the other way
+    round, the expected value rounded as printed. A mistake value that is itself close to the
+    expected value or to 0 is not used: it could not tell the mistake from another."""
+    if not np.all(np.isfinite(values)):
+        return "your answer is not a finite number (nan or inf): a step of its computation failed"
+    candidates: dict[str, Any] = {}
+    if exercise.mistakes is not None:
+        try:
+            candidates.update(exercise.mistakes(expected, *data))
+        except (LookupError, OSError):  # the data lack what a mistake is computed from
+            pass
+    candidates["your answer is 100 times the expected value (a percentage, where a fraction is "
+               "asked)"] = 100 * expected
+    candidates["your answer is the expected value divided by 100 (a fraction, where a "
+               "percentage is asked)"] = expected / 100
+    for sentence, value in candidates.items():
+        value = np.asarray(value, dtype=float)
+        if (value.shape == values.shape and np.all(np.isfinite(value))
+                and not _close(value, expected, exercise) and not _close(value, 0, exercise)
+                and _close(values, value, exercise)):
+            return sentence
+    decimals = _rounded_to(values, expected)
+    if decimals is not None:
+        return (f"your answer matches to {decimals} decimal{'s' * (decimals > 1)}: use the "
+                "unrounded value (the variable, not the printed number)")
+    return None
+
+
+def _judge(exercise: Exercise, answer: Any, data: tuple) -> tuple[bool | None, str | None]:
+    """Whether ``answer`` is right (``None`` if it was not attempted) and, for a wrong number,
+    the common mistake it shows (see :func:`_mistake`), if any.
 
     Raises :class:`_Invalid` for an answer of the wrong type or shape, :class:`_NotReady` when
     the expected answer cannot be computed yet.
     """
     if answer is None:
-        return None
+        return None, None
     if exercise.kind == "function":
         if not callable(answer):
             raise _Invalid(f"this exercise expects a function (def ...), got {_describe(answer)}")
         for inputs, reference in exercise.expected():
             given = answer(*inputs)
             if given is None:
-                return None
+                return None, None
             expected = np.asarray(reference(*inputs), dtype=float)
-            if not np.allclose(_numbers(given, expected, "your function should return"),
-                               expected, rtol=exercise.rtol, atol=exercise.atol):
-                return False
-        return True
+            if not _close(_numbers(given, expected, "your function should return"), expected,
+                          exercise):
+                return False, None
+        return True, None
     if exercise.kind == "choice" and not (isinstance(answer, str) and len(answer.strip()) == 1):
         raise _Invalid(f"this exercise expects one letter in quotes such as 'a', got "
                        f"{_describe(answer)}")
@@ -354,39 +528,123 @@ def _judge(exercise: Exercise, answer: Any, data: tuple) -> bool | None:
     if expected is None:
         raise _NotReady("the data this exercise is checked against is not there yet")
     if exercise.kind == "choice":
-        return _sha(answer) == expected
+        return _sha(answer) == expected, None
     if exercise.kind == "name":
-        return answer == expected
-    return bool(np.allclose(_numbers(answer, expected, "this exercise expects"),
-                            np.asarray(expected, dtype=float),
-                            rtol=exercise.rtol, atol=exercise.atol))
+        return answer == expected, None
+    values = _numbers(answer, expected, "this exercise expects")
+    expected = np.asarray(expected, dtype=float)
+    if _close(values, expected, exercise):
+        return True, None
+    return False, _mistake(exercise, values, expected, data)
+
+
+def _assess(exercise: Exercise, answer: Any, data: tuple) -> tuple[str, str]:
+    """The outcome of ``answer`` (one of :data:`OUTCOMES`) and the verdict to print for it,
+    which starts with the outcome's words in :data:`_SAYS`."""
+    try:
+        verdict, mistake = _judge(exercise, answer, data)
+    except _NotReady as err:
+        return "not checked", f"cannot be checked yet: {err}. Hint: {exercise.hint}"
+    except _Invalid as err:
+        return "invalid", (f"not a valid answer: {err}. Change the answer and run the cells "
+                           "again.")
+    except Exception as err:  # a student's function may fail in any way
+        return "not yet", (f"not yet - your answer raised {type(err).__name__}: {err}. "
+                           f"Hint: {exercise.hint}")
+    if verdict is None:
+        return "not attempted", NOT_ATTEMPTED
+    if verdict:
+        why = f" Why: {exercise.explanation}" if exercise.explanation else ""
+        return "correct", f"correct.{why}"
+    if mistake:
+        return "not yet", f"not yet - {mistake}."
+    return "not yet", f"not yet. Hint: {exercise.hint}"
 
 
 def check(exercise_id: str, answer: Any, *data: Any) -> None:
-    """Say whether ``answer`` to exercise ``exercise_id`` is right, with a hint if not.
+    """Say whether ``answer`` to exercise ``exercise_id`` is right, with a hint if not (or the
+    common mistake the answer shows, or for a right choice why it is right).
 
     ``data`` are the notebook's objects the expected answer is computed from. Never raises for
-    a wrong answer (an answer that fails to run counts as not yet right); returns nothing.
+    a wrong answer (an answer that fails to run counts as not yet right); returns nothing. The
+    outcome is kept for :func:`score`.
     """
     if exercise_id not in EXERCISES:
         raise ValueError(f"unknown exercise {exercise_id!r}; known: {', '.join(EXERCISES)}")
-    exercise = EXERCISES[exercise_id]
-    try:
-        verdict = _judge(exercise, answer, data)
-    except _NotReady as err:
-        print(f"{exercise_id}: cannot be checked yet: {err}. Hint: {exercise.hint}")
-        return
-    except _Invalid as err:
-        print(f"{exercise_id}: not a valid answer: {err}. Change the answer and run the cells "
-              "again.")
-        return
-    except Exception as err:  # a student's function may fail in any way
-        print(f"{exercise_id}: not yet - your answer raised {type(err).__name__}: {err}. "
-              f"Hint: {exercise.hint}")
-        return
-    if verdict is None:
-        print(f"{exercise_id}: {NOT_ATTEMPTED}")
-    elif verdict:
-        print(f"{exercise_id}: correct.")
-    else:
-        print(f"{exercise_id}: not yet. Hint: {exercise.hint}")
+    outcome, verdict = _assess(EXERCISES[exercise_id], answer, data)
+    _LATEST[exercise_id] = outcome
+    print(f"{exercise_id}: {verdict}")
+
+
+def _exercises_of(notebook: str | int | os.PathLike) -> tuple[str, list[str]]:
+    """A notebook's two-digit number (from ``3``, ``"03"`` or ``"03_diverge_training"``) and
+    its exercise ids, in the series' order."""
+    found = re.match(r"\d+", Path(str(notebook)).name)
+    number = f"{int(found.group()):02d}" if found else str(notebook)
+    return number, [e for e in EXERCISES if e.startswith(f"{number}.")]
+
+
+def score(notebook: str | int) -> None:
+    """Print how many of a notebook's exercises (``"03"`` or ``3`` for notebook 03) are correct
+    by their latest check in this kernel, and list the others by outcome; an exercise whose
+    check has not run in this kernel counts as ``not checked``. Returns nothing."""
+    number, exercises = _exercises_of(notebook)
+    if not exercises:
+        known = sorted({e[:2] for e in EXERCISES})
+        raise ValueError(f"notebook {notebook!r} has no exercises; notebooks with exercises: "
+                         f"{', '.join(known)}")
+    outcomes = {e: _LATEST.get(e, "not checked") for e in exercises}
+    correct = sum(o == "correct" for o in outcomes.values())
+    lines = [f"notebook {number}: {correct} of {len(exercises)} exercises correct"]
+    for outcome in OUTCOMES[1:]:
+        names = [e for e, o in outcomes.items() if o == outcome]
+        if names:
+            lines.append(f"  {outcome}: {', '.join(names)}")
+    print("\n".join(lines))
+
+
+_VERDICT = re.compile(rf"^(\d\d\.\w+): ({'|'.join(_SAYS.values())})", re.MULTILINE)
+
+
+def grade_notebooks(directory: str | os.PathLike):
+    """A table of the executed notebooks (``*.ipynb``) in ``directory``: one row per notebook,
+    the number of its exercises per outcome (columns :data:`OUTCOMES`, then ``exercises``),
+    read from the latest ``check`` verdict each exercise printed in the saved outputs. An
+    exercise of the notebook that printed none counts as ``not checked``; a notebook that was
+    not executed at all has all its exercises there.
+
+    ``FileNotFoundError`` if ``directory`` does not exist, ``ValueError`` if it holds no
+    notebook that has been executed (or one that cannot be read).
+    """
+    import nbformat
+    import pandas as pd
+
+    folder = Path(directory).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{directory} is not a folder; give the folder that holds the "
+                                "students' executed notebooks")
+    paths = sorted(folder.glob("*.ipynb"))
+    rows, executed = {}, 0
+    for path in paths:
+        try:
+            notebook = nbformat.read(str(path), as_version=4)
+        except (ValueError, OSError) as err:
+            raise ValueError(f"cannot read {path.name} as a notebook: {err}") from err
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        executed += any(bool(c.get("outputs") or c.get("execution_count")) for c in code)
+        said = {}
+        for cell in code:
+            text = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                           if o.get("output_type") == "stream")
+            for exercise, words in _VERDICT.findall(text):
+                said[exercise] = _OUTCOME_OF[words]
+        _, exercises = _exercises_of(path.stem)
+        outcomes = {e: "not checked" for e in exercises} | said
+        counts = {o: sum(v == o for v in outcomes.values()) for o in OUTCOMES}
+        rows[path.stem] = counts | {"exercises": len(outcomes)}
+    if not executed:
+        what = (f"{len(paths)} notebooks, none of them executed (no outputs)" if paths
+                else "no notebooks (*.ipynb)")
+        raise ValueError(f"{directory} holds {what}: grade reads the check verdicts of executed "
+                         "notebooks; run them (Run › Run All Cells), save, and grade again")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("notebook")

@@ -506,10 +506,15 @@ def describe_profiles() -> str:
     return "\n\n".join(blocks)
 
 
+_LECTURER_ONLY = {"solution", "lecturer"}
+"""Tags of the cells that student copies leave out."""
+
+
 def write_student_copies(out_dir: str | os.PathLike, directory: Path | None = None, *,
                          force: bool = False) -> list[Path]:
     """Write every notebook of the series to ``out_dir`` without its cells tagged ``solution``
-    (the reference answers), outputs cleared: the copies a lecturer hands out.
+    (the reference answers) or ``lecturer`` (notes that speak to the lecturer), outputs
+    cleared: the copies a lecturer hands out. Files get the permissions the umask allows.
 
     Nothing is written when ``out_dir`` is empty or blank, when it is the folder of the series'
     notebooks (``directory``; compared as resolved paths, so ``./notebooks/`` and
@@ -542,7 +547,7 @@ def write_student_copies(out_dir: str | os.PathLike, directory: Path | None = No
     for path in paths:
         notebook = nbformat.read(str(path), as_version=4)
         notebook.cells = [c for c in notebook.cells
-                          if "solution" not in c.get("metadata", {}).get("tags", [])]
+                          if not _LECTURER_ONLY & set(c.get("metadata", {}).get("tags", []))]
         for cell in notebook.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None

@@ -156,8 +156,14 @@ def test_a_list_for_a_number_is_not_judged_correct(capsys):
 
 
 @pytest.mark.parametrize(("answer", "got"), [
-    ("1/100", "got the text '1/100'"), (True, "got bool True"), ({"p": 0.01}, "got dict"),
-    ([[0.01]], "got a list of 1 values"),
+    ("1/100", "got the text '1/100'; write it without quotes"),
+    ("0.01", "got the text '0.01'; write it without quotes"),
+    ("p", "got the text 'p'. Change"),  # not a number in quotes: no advice to drop them
+    (True, "got bool True (a yes/no value, not a number)"), (np.bool_(False), "got bool False"),
+    ({"p": 0.01}, "got dict"), ([[0.01]], "got a list of 1 values"),
+    ([None], "got a list of None only (replace None itself with your answer)"),
+    ((None, None), "got a tuple of None only"), ([], "got an empty list"),
+    ({}, "got an empty dict"),
 ])
 def test_a_number_exercise_says_to_give_a_number(capsys, answer, got):
     out = said(capsys, "01.smallest_p", answer)
