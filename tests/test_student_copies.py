@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from pdc_utils import exercises, run
+from pdc_utils import config, exercises, run
 from pdc_utils.__main__ import main
 
 
@@ -163,7 +163,8 @@ def test_grade_needs_executed_notebooks(originals, tmp_path, capsys):
     one_paragraph_error(capsys, "holds no notebooks (*.ipynb)")
     run.write_student_copies(tmp_path / "fresh")  # handed out, not yet run
     assert main(["grade", str(tmp_path / "fresh")]) == 1
-    one_paragraph_error(capsys, "holds 5 notebooks, none of them executed", "Run All Cells")
+    one_paragraph_error(capsys, f"holds {len(config.NOTEBOOKS)} notebooks, none of them executed",
+                        "Run All Cells")
     (tmp_path / "fresh" / "notes.ipynb").write_text("not json")
     assert main(["grade", str(tmp_path / "fresh")]) == 1
     one_paragraph_error(capsys, "cannot read notes.ipynb as a notebook")
