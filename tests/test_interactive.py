@@ -1,5 +1,5 @@
 """What a notebook shows when it runs in a plain kernel, as in JupyterLab: no TensorFlow log
-lines.
+lines, and a missing prerequisite as its message alone.
 
 The notebooks are built here and executed with nbclient in a temporary folder. The kernel's
 file descriptor 2 is forwarded into the cells' outputs (ipykernel's default), as in JupyterLab,
@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 from nbclient import NotebookClient
+from papermill.exceptions import PapermillExecutionError
 
 import pdc_utils
 
@@ -111,3 +113,26 @@ def test_the_users_log_level_is_kept_and_level_0_shows_every_line(level, kept, f
     shown = subprocess.run([sys.executable, "-c", probe], env=env, check=True,
                            capture_output=True, text=True).stdout.split()
     assert shown == [kept, str(filtered), "False"]  # and importing pdc_utils loads no TF
+
+
+def test_a_missing_prerequisite_shows_its_message_only_and_still_fails_papermill(
+        isolated_run_dirs, tmp_path):
+    cell = ('from pdc_utils import config\n'
+            'config.require(config.models_dir("quick") / "f2_diverge.keras", '
+            '"03_diverge_training")')
+    book = notebook(cell)
+    executed = execute(book, tmp_path, allow_errors=True)
+    errors = [o for o in executed.cells[0].outputs if o.output_type == "error"]
+    assert len(errors) == 1 and errors[0].ename == "MissingPrerequisite"
+    message = errors[0].evalue
+    assert errors[0].traceback == [message]  # no "Traceback", no frames of pdc_utils' files
+    assert "f2_diverge.keras does not exist: run notebooks/03_diverge_training.ipynb first" in (
+        message)
+
+    # under papermill the cell still fails, and the run stops with the same error
+    source = tmp_path / "papermill.ipynb"
+    nbformat.write(book, str(source))
+    with pytest.raises(PapermillExecutionError) as failed:
+        papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"),
+                                   cwd=str(tmp_path), progress_bar=False)
+    assert failed.value.ename == "MissingPrerequisite" and failed.value.evalue == message
