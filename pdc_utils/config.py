@@ -515,12 +515,27 @@ def data_dir() -> Path | None:
     return Path(value) if value else None
 
 
+class MissingPrerequisite(FileNotFoundError):
+    """A file that an earlier notebook makes does not exist yet; the message says which
+    notebook to run first.
+
+    In IPython (JupyterLab, papermill's kernels) the error shows as its message alone: the
+    traceback would only point into pdc_utils, while the message says what to do. IPython shows
+    the lines ``_render_traceback_`` returns in place of the traceback; the exception is raised
+    as usual, so a cell still fails and a papermill run still stops there.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
 def require(path: Path, notebook: str) -> Path:
-    """Return ``path`` if it exists, else stop with an error naming the notebook to run first."""
+    """Return ``path`` if it exists, else stop with a :class:`MissingPrerequisite` naming the
+    notebook to run first."""
     path = Path(path)
     if not path.exists():
         run = path.resolve().parent.parent.name  # runs/<run>/<models|results>/<file>
-        raise FileNotFoundError(
+        raise MissingPrerequisite(
             f"{path} does not exist: run notebooks/{notebook}.ipynb first with "
             f"run_name={run!r} (or `python -m pdc_utils run --profile PROFILE --run-name {run} "
             f"--notebooks {notebook[:2]}`)."

@@ -23,9 +23,7 @@ import ast
 import contextlib
 import hashlib
 import os
-import re
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -36,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from pdc_utils import artifacts, config, evidence, locking
+from pdc_utils.quiet import start_up_noise_filtered
 
 
 class RunError(RuntimeError):
@@ -76,51 +75,6 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
-#: Lines that every kernel prints at start-up and that say nothing about the run: TensorFlow's
-#: C++ start-up notes (absl, oneDNN, CUDA on a machine without a GPU, CPU features) and
-#: ipykernel's note that a local kernel talks over TCP without encryption.
-START_UP_NOISE = re.compile(
-    r"(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IWE]0000 [^\n]*?\] (oneDNN custom operations|Could not find cuda drivers"
-    r"|failed call to cuInit|This TensorFlow binary is optimized"
-    r"|Input of GeneratorDatasetOp::Dataset will not be optimized)"
-    r"|To enable the following instructions: [^\n]* rebuild TensorFlow"
-    r"|\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption)[^\n]*\n?")
-
-
-@contextlib.contextmanager
-def start_up_noise_filtered() -> Iterator[None]:
-    """Within the block, the process's stderr (file descriptor 2, inherited by the kernels it
-    starts) passes through a filter that cuts out :data:`START_UP_NOISE`; everything else, real
-    errors included, reaches the terminal unchanged."""
-    try:
-        original = os.dup(2)
-    except OSError:  # no stderr to filter
-        yield
-        return
-    read_end, write_end = os.pipe()
-
-    def forward() -> None:
-        with os.fdopen(read_end, "rb") as lines:
-            for line in lines:  # a progress bar's "\r" updates may share a line with noise
-                kept = START_UP_NOISE.sub("", line.decode("utf-8", "replace"))
-                if kept:
-                    os.write(original, kept.encode("utf-8"))
-
-    thread = threading.Thread(target=forward, daemon=True)
-    thread.start()
-    sys.stderr.flush()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(original, 2)  # closes the pipe's last write end: the thread sees EOF
-        thread.join(timeout=5)
-        os.close(original)
 
 
 def notebooks_dir() -> Path:
@@ -213,7 +167,6 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
             "once, on one machine that sees the same runs/ folder, with the same parameters "
             "and a one-machine strategy (auto, default or mirrored): it reuses the trained "
             "networks (README, Scaling out)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels inherit it: quieter logs
     paths = select_notebooks(notebooks, directory)
     out_dir = writable_output_dir(params["run_name"])
     writable_figures_dir(params["run_name"])
@@ -405,7 +358,6 @@ def train_networks(profile: str = "quick", *, run_name: str | None = None,
         chief = distribute.is_chief_task(distribute.cluster_from_environment())
     if chief:
         writable_run_dir(params["run_name"])
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     lock = locking.run_lock(params["run_name"], "train") if chief else contextlib.nullcontext()
     with lock, sigterm_raises(), start_up_noise_filtered():
         import tensorflow as tf

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdc_utils import config, run
+from pdc_utils import config, quiet, run
 from pdc_utils.__main__ import main
 
 
@@ -363,7 +363,7 @@ def test_start_up_noise_is_cut_and_real_errors_pass(capfd):
              "W0000 00:00:1.8 25 dataset.cc:997] Input of GeneratorDatasetOp::Dataset will "
              "not be optimized because ...\\n"
              "E0000 00:00:1.8 24 real.cc:9] a real error\\n")
-    with run.start_up_noise_filtered():
+    with quiet.start_up_noise_filtered():
         subprocess.run([sys.executable, "-c", f"import sys; sys.stderr.write('{lines}')"],
                        check=True)
     err = capfd.readouterr().err
