@@ -242,3 +242,16 @@ def study_tables(folder: str | Path) -> dict[str, Any]:
         tables[key] = (json.loads(path.read_text()) if path.suffix == ".json"
                        else pd.read_csv(path))
     return tables
+
+
+def holm_counts(differences: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
+    """Per setting of a confirmatory ``differences`` table: its attacked tests, and how many
+    favour diverging (difference > 0) or go against it with Holm's p (within the setting)
+    below ``level``. The one-line reading notebooks 03 and 04 give of the committed table."""
+    attacked = differences[differences["attack"] != "clean"]
+    kept = attacked["p_holm"] < level
+    rows = [{"setting": setting, "tests": len(group),
+             "favour": int((kept[group.index] & (group["difference"] > 0)).sum()),
+             "against": int((kept[group.index] & (group["difference"] < 0)).sum())}
+            for setting, group in attacked.groupby("setting", sort=False)]
+    return pd.DataFrame(rows).set_index("setting")

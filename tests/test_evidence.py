@@ -1,6 +1,7 @@
 """Multiple-comparison corrections and t summaries, against direct computations."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -42,3 +43,14 @@ def test_t_summary_is_the_one_sample_t_test():
     assert (summary["low"], summary["high"]) == pytest.approx((low, high))
     assert np.isnan(evidence.t_summary(np.array([2.0]))["p_value"])
     assert evidence.t_summary(np.array([1.0, 1.0]))["p_value"] == 0.0
+
+
+def test_holm_counts_split_kept_tests_by_sign_and_skip_clean_rows():
+    table = pd.DataFrame({
+        "setting": ["a"] * 4 + ["b"] * 2,
+        "attack": ["clean", "fgm", "pgd", "pgd", "clean", "fgm"],
+        "difference": [-1.0, 2.0, -3.0, 4.0, 0.0, 1.0],
+        "p_holm": [np.nan, 0.01, 0.02, 0.2, np.nan, 0.5]})
+    counts = evidence.holm_counts(table)
+    assert counts.loc["a"].tolist() == [3, 1, 1]
+    assert counts.loc["b"].tolist() == [1, 0, 0]
