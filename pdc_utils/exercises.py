@@ -105,6 +105,32 @@ def _objective_cases():
     return cases
 
 
+def _sgd_cases():
+    """Notebook 02's optimiser update: Keras' SGD with momentum on the gradient plus the
+    coupled weight decay, from a given momentum buffer; ``[new_w, new_velocity]``. The inputs
+    are read-only, so an update made in place fails loudly instead of changing the reference's
+    inputs."""
+    import keras
+
+    rng = np.random.default_rng(15)
+
+    def reference(w, g, velocity, lr, momentum, weight_decay):
+        variable = keras.Variable(np.asarray(w, np.float32))
+        optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
+        optimizer.build([variable])
+        optimizer.momentums[0].assign(np.asarray(velocity, np.float32))
+        optimizer.apply([np.asarray(g + weight_decay * w, np.float32)], [variable])
+        return np.stack([np.asarray(variable), np.asarray(optimizer.momentums[0])])
+
+    cases = []
+    for shape, lr, momentum, weight_decay in (((6,), 0.1, 0.9, 5e-4), ((3, 4), 0.05, 0.5, 0.01)):
+        arrays = [rng.normal(size=shape) for _ in range(3)]
+        for array in arrays:
+            array.setflags(write=False)
+        cases.append(((*arrays, lr, momentum, weight_decay), reference))
+    return cases
+
+
 def _pgd_cases():
     import tensorflow as tf
 
@@ -197,6 +223,10 @@ EXERCISES: dict[str, Exercise] = {
         "a global scale changes dCov and dVar alike"),
     "02.why_dependent": Exercise("choice", lambda: _sha("b"),
                                  "the two networks share neither initial weights nor batches"),
+    "02.sgd_step": Exercise(
+        "function", _sgd_cases,
+        "add weight_decay * w to g first; then velocity = momentum * velocity - lr * gradient "
+        "and new_w = w + velocity", rtol=1e-5),
     # 03 · diverge training
     "03.drop": Exercise("value", lambda summary: summary.loc["V dCor² to f1", "baseline"]
                         - summary.loc["V dCor² to f1", "diverged"],
