@@ -131,6 +131,12 @@ def _sgd_cases():
     return cases
 
 
+def _logit_labels(outputs, onehot, name) -> str:
+    """Notebook 05: whose logits depend more on the labels (U-statistic), f1's or ``name``'s."""
+    values = {n: _u_dcor(outputs[n]["logits"], onehot) for n in ("f1", name)}
+    return max(values, key=values.get)
+
+
 def _pgd_cases():
     import tensorflow as tf
 
@@ -264,6 +270,10 @@ EXERCISES: dict[str, Exercise] = {
     "05.symmetric": Exercise("value", lambda lookup, x, y, given: lookup.loc[(x, y, given),
                                                                              "pdcor"],
                              "partial_distance_correlation(x, y, z) with x and y swapped"),
+    "05.logit_labels": Exercise(
+        "name", _logit_labels,
+        "u_distance_correlation_sqr of outputs[name]['logits'] (as float64) with onehot, for "
+        "'f1' and for div; answer with the name of the larger"),
 }
 
 
