@@ -122,6 +122,38 @@ def _objective_cases():
     return cases
 
 
+def _sgd_cases():
+    """Notebook 02's optimiser update: Keras' SGD with momentum on the gradient plus the
+    coupled weight decay, from a given momentum buffer; ``[new_w, new_velocity]``. The inputs
+    are read-only, so an update made in place fails loudly instead of changing the reference's
+    inputs."""
+    import keras
+
+    rng = np.random.default_rng(15)
+
+    def reference(w, g, velocity, lr, momentum, weight_decay):
+        variable = keras.Variable(np.asarray(w, np.float32))
+        optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
+        optimizer.build([variable])
+        optimizer.momentums[0].assign(np.asarray(velocity, np.float32))
+        optimizer.apply([np.asarray(g + weight_decay * w, np.float32)], [variable])
+        return np.stack([np.asarray(variable), np.asarray(optimizer.momentums[0])])
+
+    cases = []
+    for shape, lr, momentum, weight_decay in (((6,), 0.1, 0.9, 5e-4), ((3, 4), 0.05, 0.5, 0.01)):
+        arrays = [rng.normal(size=shape) for _ in range(3)]
+        for array in arrays:
+            array.setflags(write=False)
+        cases.append(((*arrays, lr, momentum, weight_decay), reference))
+    return cases
+
+
+def _logit_labels(outputs, onehot, name) -> str:
+    """Notebook 05: whose logits depend more on the labels (U-statistic), f1's or ``name``'s."""
+    values = {n: _u_dcor(outputs[n]["logits"], onehot) for n in ("f1", name)}
+    return max(values, key=values.get)
+
+
 def _pgd_cases():
     import tensorflow as tf
 
@@ -297,6 +329,10 @@ EXERCISES: dict[str, Exercise] = {
         "other. Not (a): each network starts from its own seed. Not (c): dCor pairs the two "
         "networks' features image by image, so the shared test images are how the dependence "
         "is measured, not its cause."),
+    "02.sgd_step": Exercise(
+        "function", _sgd_cases,
+        "add weight_decay * w to g first; then velocity = momentum * velocity - lr * gradient "
+        "and new_w = w + velocity", rtol=1e-5),
     # 03 · diverge training
     "03.bias_batch": Exercise(
         "choice", lambda: _sha("b"), "what happens to the V-statistic's bias as n grows?",
@@ -348,6 +384,10 @@ EXERCISES: dict[str, Exercise] = {
     "05.symmetric": Exercise("value", lambda lookup, x, y, given: lookup.loc[(x, y, given),
                                                                              "pdcor"],
                              "partial_distance_correlation(x, y, z) with x and y swapped"),
+    "05.logit_labels": Exercise(
+        "name", _logit_labels,
+        "u_distance_correlation_sqr of outputs[name]['logits'] (as float64) with onehot, for "
+        "'f1' and for div; answer with the name of the larger"),
     # 06 · is the effect real?
     "06.familywise": Exercise("value", lambda m, level: 1 - (1 - level) ** m,
                               "no test false: each independently with probability 1 − level"),
