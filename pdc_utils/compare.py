@@ -120,8 +120,9 @@ def partial_table(samples: Mapping[str, np.ndarray], questions: Sequence[tuple[s
                   num_resamples: int = 500, seed: int = 0) -> pd.DataFrame:
     """``pdCor(X, Y; Z)`` and its permutation-test p-value for each ``(x, y, given)`` question.
 
-    Columns ``x, y, given, pdcor, p_value, n`` (``partial_dcor.csv``). A small p-value says X
-    carries information about Y beyond what Z carries.
+    Columns ``x, y, given, pdcor, p_value, n`` (``partial_dcor.csv``). A small p-value says the
+    distance structures of X and Y still agree after each has its projection on Z's removed
+    (not, in general, that X and Y are dependent given Z).
     """
     rows = []
     for x, y, given in questions:

@@ -457,8 +457,9 @@ def partial_distance_covariance_test(
     :func:`partial_distance_covariance`, as in
     ``dcor.independence.partial_distance_covariance_test``: the projections are computed once
     and the rows and columns of one are permuted together (Székely & Rizzo 2014), so it tests
-    whether X carries information about Y beyond what Z carries. Permutations and the p-value
-    are drawn and counted as in :func:`distance_covariance_test`.
+    whether the residual distance structures of X and Y, after each has its projection on Z's
+    removed, agree (zero pdCor is not conditional independence in general). Permutations and
+    the p-value are drawn and counted as in :func:`distance_covariance_test`.
     """
     func = "partial_distance_covariance_test"
     _check_integer(func, "num_resamples", num_resamples, low=1)

@@ -86,7 +86,8 @@ def plot_histories(histories: dict, metrics: tuple[str, ...] = ("accuracy", "ce"
                 ax.plot(epochs, history[metric], "--", color=color, alpha=0.7,
                         label=f"{name} (train)")
             if f"val_{metric}" in history:
-                ax.plot(epochs, history[f"val_{metric}"], "-", color=color, label=f"{name} (test)")
+                ax.plot(epochs, history[f"val_{metric}"], "-", color=color,
+                        label=f"{name} (validation)")
         ax.set_xlabel("epoch")
         ax.set_title(titles.get(metric, metric))
     axes[0][0].legend(fontsize=8)
