@@ -111,7 +111,7 @@ _ATTACK = {
     "pgd_steps": 40,
     "protocol": "pixel",
     "attack_limit": 0,
-    "attack_batch_size": 256,
+    "attack_batch_size": 512,  # digits: all 360 test images in one batch, one trace per attack
     "n_bootstrap": 1000,
     "compare_limit": 0,
 }
