@@ -119,7 +119,7 @@ _LESSON = {
     "n_demo": 500,
     "n_grid": [5, 10, 20, 50, 100, 200],
     "n_repeats": 200,
-    "n_permutations": 500,
+    "n_permutations": 200,
     "bench_sizes": [128, 256, 512, 1024],
     "bench_dim": 512,
     # notebook 06: reading the two studies' committed tables
