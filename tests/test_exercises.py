@@ -121,7 +121,7 @@ def test_score_counts_each_exercises_latest_outcome(capsys):
         score(spelling)
         assert capsys.readouterr().out.startswith("notebook 01: 1 of 8 exercises correct\n")
     score("02")
-    assert capsys.readouterr().out.startswith("notebook 02: 1 of 4 exercises correct\n")
+    assert capsys.readouterr().out.startswith("notebook 02: 1 of 5 exercises correct\n")
 
 
 def test_score_of_a_notebook_without_exercises_is_an_error():

@@ -103,7 +103,7 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     assert (dcor["n"] == config.profile("smoke")["test_limit"]).all()
 
     figures = list((isolated_run_dirs / "figures" / "smoke").glob("*.png"))
-    assert {f.name[:2] for f in figures} == {"01", "02", "03", "04", "05"}
+    assert {f.name[:2] for f in figures} == {"01", "02", "03", "04", "05", "06"}
     layers = pd.read_csv(results / "layer_dcor.csv")
     assert list(layers.columns) == ["model_a", "layer_a", "model_b", "layer_b", "dcor_sqr",
                                     "cka", "n"]
