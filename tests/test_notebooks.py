@@ -62,6 +62,38 @@ def _check_verdicts(folder) -> dict[str, str]:
     return verdicts
 
 
+def _names(source: str, context: type) -> set[str]:
+    """Names a cell binds (``ast.Store``: assignments, loops; plus defs and imports) or reads
+    (``ast.Load``)."""
+    tree = ast.parse(source)
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, context)}
+    if context is ast.Store:
+        names |= {n.name for n in ast.walk(tree)
+                  if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
+        names |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
+                  if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
+    return names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_kept_cell_needs_a_name_only_a_solution_cell_binds(path):
+    """Student copies drop the cells tagged ``solution``: a later cell that students keep must
+    not read a name that only a solution cell had bound, or their copy would fail there."""
+    kept, only_in_solutions = set(), set()
+    for cell in nbformat.read(str(path), as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        binds = _names(cell.source, ast.Store)
+        if "solution" in cell.metadata.get("tags", []):
+            only_in_solutions |= binds - kept
+            continue
+        missing = (_names(cell.source, ast.Load) - binds) & only_in_solutions
+        assert not missing, (f"{path.name}, cell {cell.get('id')}: reads {sorted(missing)}, "
+                             "which only a solution cell binds")
+        kept |= binds
+        only_in_solutions -= binds
+
+
 @pytest.mark.notebook
 def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     summary = run.run_series("smoke", run_name="smoke", progress=False)
@@ -122,27 +154,26 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     for exercise, verdict in verdicts.items():
         assert verdict.startswith(unchecked.get(exercise, "correct")), (exercise, verdict)
 
-    # the students' copies: no solution cells, every exercise "not attempted", nothing fails
+    # the students' copies: no solution cells, every exercise "not attempted", nothing fails.
+    # Two of them run here (a third of the suite's time would go to running all six again);
+    # test_no_kept_cell_needs_a_name_only_a_solution_cell_binds covers the rest statically.
     copies = run.write_student_copies(isolated_run_dirs / "students")
     assert len(copies) == len(NOTEBOOKS)
     run.run_series("smoke", run_name="smoke", directory=isolated_run_dirs / "students",
-                   progress=False)
-    verdicts = _check_verdicts(run_dir / "notebooks")
-    assert len(verdicts) == len(EXERCISES)
+                   notebooks=["01", "06"], progress=False)
+    verdicts = {k: v for k, v in _check_verdicts(run_dir / "notebooks").items()
+                if k[:2] in ("01", "06")}
+    assert len(verdicts) == len([e for e in EXERCISES if e[:2] in ("01", "06")])
     assert all(v.startswith("not attempted") for v in verdicts.values()), verdicts
 
-    # the seed's protocol (eps in normalised units, no clipping, random PGD start) runs too
-    run.run_series("smoke", run_name="smoke", overrides={"protocol": "paper"},
-                   notebooks=["04"], progress=False)
-    paper = pd.read_csv(results / "transfer_attack.csv")
-    assert list(paper.columns) == list(table.columns) and len(paper) == 3
-    assert "protocol paper" in (results / "verdict.md").read_text()
 
 
 @pytest.mark.notebook
 def test_smoke_run_of_the_paper_code_design_with_the_gal_penalty(isolated_run_dirs):
+    # under the seed's protocol too (eps in normalised units, no clipping, random PGD start)
     run.run_series("smoke", run_name="chain",
-                   overrides={"design": "paper_code", "penalty": "grad_align"},
+                   overrides={"design": "paper_code", "penalty": "grad_align",
+                              "protocol": "paper"},
                    notebooks=["02", "03", "04"], progress=False)
     models = isolated_run_dirs / "runs" / "chain" / "models"
     assert {p.stem for p in models.glob("*.keras")} == {
@@ -154,6 +185,11 @@ def test_smoke_run_of_the_paper_code_design_with_the_gal_penalty(isolated_run_di
     dcor = pd.read_csv(isolated_run_dirs / "runs" / "chain" / "results" / "feature_dcor.csv")
     refs = dcor[dcor["model"] == "f2_diverge"]["reference"].tolist()
     assert refs == ["f1", "f2_baseline", "chain_s0_net1"]
+    results = isolated_run_dirs / "runs" / "chain" / "results"
+    paper = pd.read_csv(results / "transfer_attack.csv")
+    assert list(paper["method"]) == ["source", "baseline", "diverge"]
+    assert "fgm_0.05" in paper.columns and paper.filter(like="_0.").notna().all().all()
+    assert "protocol paper" in (results / "verdict.md").read_text()
 
 
 @pytest.mark.notebook
