@@ -80,14 +80,23 @@ def train_cells(base: Mapping[str, Any], cells: Sequence[Cell], n_seeds: int,
     return runs
 
 
+def network_seed(exp: experiment.Experiment, pair: int, role: str) -> int:
+    """The seed network ``role`` (baseline or diverge) of pair ``pair`` was trained with."""
+    if role == "diverge" and exp.p["design"] == "paper_code":
+        return experiment.chain_seed(exp.p["seed"], pair, exp.p["n_nets"] - 1)
+    return experiment.pair_seed(exp.p["seed"], pair)
+
+
 def score(runs: Mapping[Cell, experiment.Experiment], split: str, eps_grid: Sequence[float],
           attack_params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every network of every cell on ``split``: ``(per-network rows, white-box rows)``.
 
-    Per network (cell, seed, role): clean accuracy, accuracy on every attacker's adversarial
+    Per network (cell, pair index ``seed``, role, and ``train_seed``, the seed it was trained
+    with): clean accuracy, accuracy on every attacker's adversarial
     images per attack and ε (columns ``<attacker>/<attack>_<eps>``), the exact dCor² (V and U)
     of its row-normalised features to its cell's reference (f1, or the untrained network of
     the control), their effective dimension, and the cosine of its input gradient to f1's.
+    The white-box rows name each attacker with its training seed.
     """
     first = next(iter(runs.values()))
     p = first.p
@@ -122,6 +131,7 @@ def score(runs: Mapping[Cell, experiment.Experiment], split: str, eps_grid: Sequ
             {"reference": reference["features"], "net": outputs[key]["features"]},
             reference="reference").set_index("model").loc["net"]
         row = {**cell.params(), "cell": cell.name, "seed": s, "role": role, "name": key,
+               "train_seed": network_seed(exp, s, role),
                "clean": accuracy[(experiment.ATTACKER, "clean", 0.0, key)],
                "v_to_reference": table["dcor_sqr"], "u_to_reference": table["u_dcor_sqr"],
                "effective_dim": table["effective_dim"],
@@ -132,18 +142,24 @@ def score(runs: Mapping[Cell, experiment.Experiment], split: str, eps_grid: Sequ
                     row[f"{attacker}/{attack}_{eps:g}"] = accuracy[(attacker, attack, eps, key)]
         rows.append(row)
     white_box = pd.DataFrame([
-        {"attacker": a, "attack": attack, "eps": eps, "accuracy": accuracy[(a, attack, eps, a)]}
-        for a in attackers for attack in ATTACKS for eps in eps_grid])
+        {"attacker": a, "train_seed": experiment.attacker_seed(p["seed"], k), "attack": attack,
+         "eps": eps, "accuracy": accuracy[(a, attack, eps, a)]}
+        for k, a in enumerate(attackers) for attack in ATTACKS for eps in eps_grid])
     return pd.DataFrame(rows), white_box
 
 
-def differences(frame: pd.DataFrame, eps_grid: Sequence[float], attackers: Sequence[str]
-                ) -> pd.DataFrame:
+def differences(frame: pd.DataFrame, eps_grid: Sequence[float], attackers: Sequence[str],
+                margin: float | None = None) -> pd.DataFrame:
     """Diverged − baseline per cell, attack, ε and attacker family (``f1`` alone; ``others``:
     the mean over the independent attackers within each pair), over seed pairs: mean,
     t-interval, p-value; then Holm and Benjamini–Hochberg over the **whole** table (every
     cell, attack, ε and family: the study's family of comparisons). Clean rows carry the
-    accuracy cost and are not in the family."""
+    accuracy cost and are not in the family. With ``margin`` (points), every row also gets
+    the two one-sided tests against ±margin (``p_gain``, ``p_loss``, ``p_tost``: see
+    :func:`pdc_utils.evidence.tost`)."""
+    def tests(d: np.ndarray) -> dict[str, float]:
+        return {**evidence.t_summary(d), **(evidence.tost(d, margin) if margin else {})}
+
     families = {evidence.REFERENCE_ATTACKER: [attackers[0]]}
     if len(attackers) > 1:
         families[evidence.OTHER_ATTACKERS] = list(attackers[1:])
@@ -155,15 +171,14 @@ def differences(frame: pd.DataFrame, eps_grid: Sequence[float], attackers: Seque
                                           "diverge_from")}
         d = (div["clean"] - base["clean"]).to_numpy()
         rows.append({"cell": cell, **info, "attack": "clean", "eps": 0.0, "attackers": "none",
-                     **evidence.t_summary(d), "n_seeds": d.size})
+                     **tests(d), "n_seeds": d.size})
         for attack in ATTACKS:
             for eps in eps_grid:
                 for family, members in families.items():
                     cols = [f"{a}/{attack}_{eps:g}" for a in members]
                     d = (div[cols].to_numpy() - base[cols].to_numpy()).mean(axis=1)
                     rows.append({"cell": cell, **info, "attack": attack, "eps": eps,
-                                 "attackers": family, **evidence.t_summary(d),
-                                 "n_seeds": d.size})
+                                 "attackers": family, **tests(d), "n_seeds": d.size})
     table = pd.DataFrame(rows)
     attacked = table["attack"] != "clean"
     table["p_holm"] = np.nan

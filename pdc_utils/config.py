@@ -132,7 +132,12 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "description": "Offline: sklearn's 8x8 digits, small-width CIFAR ResNet-18; "
         "the whole series on a 2-core CPU in minutes.",
-        "seed": 0,
+        # seeds that chose nothing: f1 3000, pairs 3001-3003, attackers 903001-903002 (and
+        # 803000 for the untrained control) are disjoint from the validation study's (0, 1-5,
+        # 900001-900002), the earlier test-split study's (0-5) and both confirmations' (5000...,
+        # 7000...; bench/results/diverge_power.md lists them), so no quick network chose the
+        # setting it illustrates
+        "seed": 3000,
         **_LESSON,
         **_TRAINING,
         # chosen on the validation split by the written rules of bench/diverge_study.py

@@ -24,7 +24,7 @@ of its tests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,18 @@ REFERENCE_ATTACKER, OTHER_ATTACKERS, NO_ATTACKER = "f1", "others", "none"
 CONFIRMATORY_PAIRS = 8
 
 
+def _p_values(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``p_values`` as a float array, refused unless every non-NaN value is in [0, 1]."""
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"p-values must be a flat sequence, got an array of shape {p.shape}")
+    bad = p[~np.isnan(p) & ((p < 0) | (p > 1))]
+    if bad.size:
+        raise ValueError(f"p-values must lie in [0, 1] (NaN for a missing test); got "
+                         f"{', '.join(f'{v:g}' for v in bad[:3])}")
+    return p
+
+
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm's step-down adjustment: ``p_(i) · (m − i + 1)``, made monotone, capped at 1.
 
@@ -45,7 +57,7 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     any dependence between the tests (the settings of a study share their baselines and
     attackers, so their tests are correlated). NaN stays NaN and does not count in m.
     """
-    p = np.asarray(p_values, dtype=float)
+    p = _p_values(p_values)
     adjusted = np.full(p.shape, np.nan)
     valid = np.flatnonzero(~np.isnan(p))
     m = valid.size
@@ -64,7 +76,7 @@ def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     (under independence or positive dependence). Weaker than Holm, so it finds more. NaN stays
     NaN and does not count in m.
     """
-    p = np.asarray(p_values, dtype=float)
+    p = _p_values(p_values)
     adjusted = np.full(p.shape, np.nan)
     valid = np.flatnonzero(~np.isnan(p))
     m = valid.size
@@ -76,27 +88,175 @@ def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return adjusted
 
 
+#: The fewest seed pairs whose differences get a p-value: with two, the t-test has one degree
+#: of freedom and its interval spans most of the real line, and two equal differences give a
+#: spread of float rounding that would read as certainty.
+MIN_TEST_PAIRS = 3
+#: A spread of the differences below this share of their size (or of 1 point) is float
+#: rounding: identical differences computed in another order differ by about 1e-15.
+ROUNDING_SPREAD = 1e-9
+
+
+def no_test_reason(d: Sequence[float] | np.ndarray) -> str | None:
+    """Why the differences ``d`` get no p-value, or ``None`` if they can be tested.
+
+    A t-test needs at least :data:`MIN_TEST_PAIRS` pairs and a spread that is more than float
+    rounding (``sd ≤ 1e-9 · max(1, |mean|)``): a test of differences that do not vary would
+    divide by rounding noise and call any mean certain.
+    """
+    d = np.asarray(d, dtype=float)
+    if d.size < MIN_TEST_PAIRS:
+        return (f"{d.size} seed pair{'s' if d.size != 1 else ''} (a test needs at least "
+                f"{MIN_TEST_PAIRS})")
+    if float(d.std(ddof=1)) <= ROUNDING_SPREAD * max(1.0, abs(float(d.mean()))):
+        return "the pairs' differences do not vary beyond float rounding"
+    return None
+
+
 def t_summary(d: np.ndarray, level: float = 0.95) -> dict[str, float]:
     """Mean of ``d`` with its t-interval and the two-sided one-sample t-test of mean 0.
 
-    ``mean ± t_{(1+level)/2, n−1} · sd / √n``; with one value there is no spread (NaN), and a
-    spread of 0 gives p = 0 for a non-zero mean and 1 for a zero one.
+    ``mean ± t_{(1+level)/2, n−1} · sd / √n``. Differences that :func:`no_test_reason` refuses
+    (fewer than 3 pairs, or a spread of float rounding) get NaN for the p-value, and for the
+    interval too when there is no spread to build it from.
     """
     from scipy import stats
 
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}")
     d = np.asarray(d, dtype=float)
     n = d.size
+    if n == 0:
+        raise ValueError("t_summary needs at least one difference; got none")
     mean = float(d.mean())
     if n < 2:
         return {"difference": mean, "low": np.nan, "high": np.nan, "sd": np.nan,
                 "p_value": np.nan}
     sd = float(d.std(ddof=1))
+    if no_test_reason(d) is not None:
+        flat = sd <= ROUNDING_SPREAD * max(1.0, abs(mean))
+        half = np.nan if flat else float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n))
+        return {"difference": mean, "low": mean - half, "high": mean + half, "sd": sd,
+                "p_value": np.nan}
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n))
-    if sd == 0:
-        p = 1.0 if mean == 0 else 0.0
-    else:
-        p = float(2 * stats.t.sf(abs(mean) / (sd / np.sqrt(n)), n - 1))
+    p = float(2 * stats.t.sf(abs(mean) / (sd / np.sqrt(n)), n - 1))
     return {"difference": mean, "low": mean - half, "high": mean + half, "sd": sd, "p_value": p}
+
+
+def _check_margin(margin: float) -> float:
+    if not (isinstance(margin, (int, float, np.floating)) and np.isfinite(margin)
+            and margin > 0):
+        raise ValueError(f"margin must be a positive number of points, not {margin!r}")
+    return float(margin)
+
+
+def tost(d: Sequence[float] | np.ndarray, margin: float) -> dict[str, float]:
+    """Two one-sided t-tests (TOST) of the mean difference against ``±margin``.
+
+    With ``se = sd/√n`` and ``n − 1`` degrees of freedom:
+
+    - ``p_gain``: H0 mean ≥ +margin against mean < +margin, ``t = (mean − margin)/se``,
+      lower tail. Small: a gain as large as the margin is ruled out.
+    - ``p_loss``: H0 mean ≤ −margin against mean > −margin, ``t = (mean + margin)/se``,
+      upper tail. Small: a loss as large as the margin is ruled out.
+    - ``p_tost = max(p_gain, p_loss)``. Small: the mean lies within ±margin (equivalence).
+
+    Differences :func:`no_test_reason` refuses give NaN.
+    """
+    from scipy import stats
+
+    margin = _check_margin(margin)
+    d = np.asarray(d, dtype=float)
+    if no_test_reason(d) is not None:
+        return {"p_gain": np.nan, "p_loss": np.nan, "p_tost": np.nan}
+    n = d.size
+    se = float(d.std(ddof=1)) / np.sqrt(n)
+    mean = float(d.mean())
+    p_gain = float(stats.t.cdf((mean - margin) / se, n - 1))
+    p_loss = float(stats.t.sf((mean + margin) / se, n - 1))
+    return {"p_gain": p_gain, "p_loss": p_loss, "p_tost": max(p_gain, p_loss)}
+
+
+def _check_design(sd: float, n: int, alpha: float) -> None:
+    if not (np.isfinite(sd) and sd > 0):
+        raise ValueError(f"sd must be a positive spread of the pair differences, not {sd!r}")
+    if not (isinstance(n, (int, np.integer)) and n >= 2):
+        raise ValueError(f"n (seed pairs) must be an integer of at least 2, not {n!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be a test level between 0 and 1 (e.g. 0.05), not "
+                         f"{alpha!r}")
+
+
+def t_test_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test at level ``alpha`` to detect a mean difference
+    ``effect`` when pair differences have spread ``sd``, with ``n`` pairs.
+
+    Under the alternative ``t = (Z + λ)/√(Q/(n−1))`` with ``Z`` standard normal, ``Q ~
+    χ²_{n−1}`` and ``λ = effect·√n/sd`` (a non-central t); the power
+    ``P(t > c) + P(t < −c)``, ``c = t_{1−α/2, n−1}``, is the integral over ``Q`` of
+    ``Φ(λ − c√(Q/(n−1))) + Φ(−λ − c√(Q/(n−1)))`` (scipy's non-central t gives NaN in the far
+    tail, which this form does not).
+    """
+    from scipy import integrate, stats
+
+    _check_design(sd, n, alpha)
+    df, nc = n - 1, effect * np.sqrt(n) / sd
+    c = stats.t.ppf(1 - alpha / 2, df)
+
+    def integrand(q: float) -> float:
+        shift = c * np.sqrt(q / df)
+        return (stats.norm.cdf(nc - shift) + stats.norm.cdf(-nc - shift)) * stats.chi2.pdf(q, df)
+
+    value, _ = integrate.quad(integrand, 0.0, np.inf, limit=200)
+    return float(min(max(value, 0.0), 1.0))
+
+
+def tost_power(margin: float, sd: float, n: int, alpha: float = 0.05,
+               effect: float = 0.0) -> float:
+    """Power of :func:`tost` at level ``alpha`` (each one-sided test) to rule out ±``margin``
+    when the true mean difference is ``effect``, exactly.
+
+    TOST rejects when ``|mean| < margin − c·s/√n`` (``c = t_{1−α, n−1}``, ``s`` the sample
+    sd). Given ``s`` the mean is normal, so the power is the integral over the distribution
+    of ``s`` (``(n−1)s²/σ² ~ χ²_{n−1}``) of
+    ``Φ((margin − c s/√n − effect)/(σ/√n)) − Φ((−margin + c s/√n − effect)/(σ/√n))``.
+    """
+    from scipy import integrate, stats
+
+    margin = _check_margin(margin)
+    _check_design(sd, n, alpha)
+    df = n - 1
+    c = stats.t.ppf(1 - alpha, df)
+    scale = sd / np.sqrt(n)
+    s_max = margin * np.sqrt(n) / c  # beyond it the acceptance interval is empty
+
+    def integrand(q: float) -> float:
+        s = sd * np.sqrt(q / df)
+        half = margin - c * s / np.sqrt(n)
+        return (stats.norm.cdf((half - effect) / scale)
+                - stats.norm.cdf((-half - effect) / scale)) * stats.chi2.pdf(q, df)
+
+    q_max = df * (s_max / sd) ** 2
+    value, _ = integrate.quad(integrand, 0.0, q_max, limit=200)
+    return float(min(max(value, 0.0), 1.0))
+
+
+def pairs_needed(power_of: Callable[[int], float], target: float = 0.8, most: int = 10_000) -> int:
+    """The fewest pairs ``n ≥ 2`` with ``power_of(n) ≥ target`` (power grows with n)."""
+    if not 0 < target < 1:
+        raise ValueError(f"target power must be between 0 and 1 (e.g. 0.8), not {target!r}")
+    low, high = 2, 2
+    while power_of(high) < target:
+        low, high = high + 1, high * 2
+        if high > most:
+            raise ValueError(f"more than {most} pairs would be needed for power {target}")
+    while low < high:
+        mid = (low + high) // 2
+        if power_of(mid) >= target:
+            high = mid
+        else:
+            low = mid + 1
+    return high
 
 
 def _accuracy(per_example: pd.DataFrame) -> pd.DataFrame:

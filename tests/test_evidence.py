@@ -42,7 +42,7 @@ def test_t_summary_is_the_one_sample_t_test():
     low, high = stats.t.interval(0.95, d.size - 1, loc=d.mean(), scale=stats.sem(d))
     assert (summary["low"], summary["high"]) == pytest.approx((low, high))
     assert np.isnan(evidence.t_summary(np.array([2.0]))["p_value"])
-    assert evidence.t_summary(np.array([1.0, 1.0]))["p_value"] == 0.0
+    assert np.isnan(evidence.t_summary(np.array([1.0, 1.0, 1.0]))["p_value"])
 
 
 def test_holm_counts_split_kept_tests_by_sign_and_skip_clean_rows():
@@ -54,3 +54,71 @@ def test_holm_counts_split_kept_tests_by_sign_and_skip_clean_rows():
     counts = evidence.holm_counts(table)
     assert counts.loc["a"].tolist() == [3, 1, 1]
     assert counts.loc["b"].tolist() == [1, 0, 0]
+
+
+# --- power and equivalence, against statsmodels (a dev-only oracle) and simulation ------------
+
+@pytest.mark.parametrize(("effect", "sd", "n", "alpha"),
+                         [(5.0, 6.96, 8, 0.05), (5.0, 6.96, 31, 0.05 / 12), (1.0, 2.0, 3, 0.1),
+                          (-3.0, 4.0, 20, 0.01)])
+def test_t_test_power_is_statsmodels_power(effect, sd, n, alpha):
+    from statsmodels.stats.power import TTestPower
+
+    expected = TTestPower().power(effect_size=effect / sd, nobs=n, alpha=alpha,
+                                  alternative="two-sided")
+    assert evidence.t_test_power(effect, sd, n, alpha) == pytest.approx(expected, rel=1e-6)
+
+
+def test_pairs_needed_is_statsmodels_solve_power_rounded_up():
+    from statsmodels.stats.power import TTestPower
+
+    for effect, sd, alpha in [(5.0, 6.96, 0.05 / 12), (5.0, 6.96, 0.05), (2.0, 1.5, 0.05)]:
+        exact = TTestPower().solve_power(effect_size=effect / sd, alpha=alpha, power=0.8)
+        n = evidence.pairs_needed(lambda k, e=effect, s=sd, a=alpha:
+                                  evidence.t_test_power(e, s, k, a))
+        assert n == int(np.ceil(exact))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tost_is_statsmodels_ttost_mean(seed):
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    d = np.random.default_rng(seed).normal(1.0, 3.0, size=12)
+    result = evidence.tost(d, margin=4.0)
+    p, (_, p_loss, _), (_, p_gain, _) = DescrStatsW(d).ttost_mean(-4.0, 4.0)
+    assert result["p_tost"] == pytest.approx(p)
+    assert result["p_loss"] == pytest.approx(p_loss)
+    assert result["p_gain"] == pytest.approx(p_gain)
+
+
+def test_tost_power_matches_a_simulation_of_the_test():
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    rng = np.random.default_rng(7)
+    margin, sd, n, alpha = 5.0, 6.96, 20, 0.05
+    for effect in (0.0, 2.0):
+        draws = rng.normal(effect, sd, size=(4000, n))
+        rejected = np.mean([DescrStatsW(d).ttost_mean(-margin, margin)[0] < alpha
+                            for d in draws])
+        exact = evidence.tost_power(margin, sd, n, alpha, effect=effect)
+        assert exact == pytest.approx(rejected, abs=0.025)  # 4000 draws: sd of rate < 0.008
+
+
+def test_no_p_value_from_two_pairs_or_rounding_noise():
+    assert np.isnan(evidence.t_summary(np.array([1.0, 2.0]))["p_value"])
+    noise = np.array([2.5, 2.5 + 1e-15, 2.5 - 1e-15])
+    summary = evidence.t_summary(noise)
+    assert np.isnan(summary["p_value"]) and np.isnan(summary["low"])
+    assert "float rounding" in evidence.no_test_reason(noise)
+    assert "3" in evidence.no_test_reason([1.0, 2.0])
+    assert np.isnan(evidence.tost(noise, 5.0)["p_tost"])
+
+
+@pytest.mark.parametrize("call", [
+    lambda: evidence.holm([0.2, 1.5]), lambda: evidence.benjamini_hochberg([-0.1]),
+    lambda: evidence.t_summary(np.array([1.0, 2.0, 3.0]), level=2),
+    lambda: evidence.tost([1.0, 2.0, 3.0], margin=-1), lambda: evidence.t_test_power(1, 0, 5),
+    lambda: evidence.tost_power(5, 1, 1), lambda: evidence.pairs_needed(lambda n: 1, 1.5)])
+def test_bad_inputs_are_refused_with_a_message(call):
+    with pytest.raises(ValueError, match="must|needs"):
+        call()
