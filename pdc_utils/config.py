@@ -79,6 +79,15 @@ NOTEBOOKS = (
     "06_is_the_effect_real",
 )
 
+#: The parameters that make a run's networks (notebook 02 declares them and records them in
+#: ``runs/<run>/run.json``; notebooks 03-05 read them from there, see
+#: :mod:`pdc_utils.run_record`).
+TRAINING_KEYS = ("seed", "dataset", "network", "width", "epochs", "batch_size",
+                 "learning_rate", "momentum", "weight_decay", "schedule", "augment",
+                 "train_limit", "test_limit", "alpha", "penalty", "feature_norm", "design",
+                 "n_seeds", "n_nets", "n_attackers", "diverge_from", "keep_dim", "strategy",
+                 "feature_cache")
+
 _TRAINING = {
     "dataset": "digits",
     "network": "resnet18",

@@ -148,10 +148,7 @@ class Experiment:
     trained.
     """
 
-    _KEYS = ("run_name", "seed", "dataset", "network", "width", "epochs", "batch_size",
-             "learning_rate", "momentum", "weight_decay", "schedule", "augment", "train_limit",
-             "test_limit", "alpha", "penalty", "feature_norm", "design", "n_seeds", "n_nets",
-             "n_attackers", "diverge_from", "keep_dim", "strategy", "feature_cache")
+    _KEYS = ("run_name", *config.TRAINING_KEYS)
 
     def __init__(self, params: Mapping[str, Any], progress: bool = True) -> None:
         missing = [k for k in self._KEYS if k not in params]

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from pdc_utils import artifacts, config, evidence, locking
+from pdc_utils import artifacts, config, evidence, locking, run_record
 from pdc_utils.quiet import start_up_noise_filtered
 
 
@@ -173,6 +173,8 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
     timings: dict[str, float] = {}
     with locking.run_lock(params["run_name"], "run"), sigterm_raises(), \
             start_up_noise_filtered():
+        run_record.reconcile(params, [p.stem for p in paths], f"python -m pdc_utils run "
+                             f"--profile {profile}")
         for index, path in enumerate(paths, start=1):
             print(f"[{index}/{len(paths)}] {path.stem} (run {params['run_name']!r}) -> "
                   f"{out_dir / path.name}", flush=True)
@@ -364,6 +366,8 @@ def train_networks(profile: str = "quick", *, run_name: str | None = None,
 
         from pdc_utils import experiment, training
 
+        if chief:
+            run_record.write(params, f"python -m pdc_utils train --profile {profile}")
         setting = training.configure(params["seed"], strategy=params["strategy"])
         print(f"training run {params['run_name']!r} under strategy {setting['strategy']} "
               f"({setting['replicas']} replica(s))", flush=True)
