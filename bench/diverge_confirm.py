@@ -30,8 +30,8 @@ the setting (``bench/results/diverge_power.md`` fixed the powered run's margin a
 
 Writes ``bench/results/<out>.{md,csv,png}`` (and ``_attackers.csv`` with every attacker's
 seed, ``_differences.csv``, ``_contrasts.csv``; ``--out`` defaults to ``diverge_confirm``) and
-refuses to replace existing tables unless ``--write``. Runs live in ``runs/_diverge_confirm/`` unless ``PDC_RUNS_DIR`` says
-otherwise; an interrupted run resumes.
+refuses to replace existing tables unless ``--write``. Runs live in ``runs/_diverge_confirm/``
+unless ``PDC_RUNS_DIR`` says otherwise; an interrupted run resumes.
 
     python bench/diverge_confirm.py [--seeds 8] [--attackers 4] [--base-seed 5000]
         [--settings reference,control,...] [--margin 5] [--out NAME] [--write] [--report-only]

@@ -415,3 +415,104 @@ def holm_counts(differences: pd.DataFrame, level: float = 0.05) -> pd.DataFrame:
              "against": int((kept[group.index] & (group["difference"] < 0)).sum())}
             for setting, group in attacked.groupby("setting", sort=False)]
     return pd.DataFrame(rows).set_index("setting")
+
+
+def largest_difference_reading(gap: pd.DataFrame, level: float = 0.05) -> str:
+    """Markdown that reconciles a run's largest difference with its verdict, computed from
+    :func:`seed_differences`' table: how many pairs are ahead, how wide the t-interval is at
+    this number of pairs (the t multiplier ``t_{0.975, n−1}`` against 1.96), what the paired
+    t-test and Holm's correction over the run's tests make of it, and how often that many
+    pairs would all be ahead by chance (a sign test, ``2 · 0.5^n``).
+
+    A few pairs can all point one way with a mean of several points and still give no
+    finding: that is what a run of three pairs is, an illustration.
+    """
+    from scipy import stats
+
+    attacked = gap[gap["attack"] != "clean"]
+    if attacked.empty:
+        raise ValueError("the table has no attacked rows (only clean accuracy)")
+    row = attacked.loc[attacked["difference"].abs().idxmax()]
+    n = int(row["n_seeds"])
+    name = (f"{row['attack'].upper()} at ε = {row['eps']:g} from "
+            + ("f1" if row["attackers"] == REFERENCE_ATTACKER else "the independent attackers"))
+    ahead = int(row["seeds_ahead"])
+    text = (f"**The largest difference of this run**, {name}: {row['difference']:+.1f} points, "
+            f"with {ahead} of {n} pairs ahead of their baselines.")
+    if n < MIN_TEST_PAIRS or np.isnan(row["p_value"]):
+        return text + (f" With {n} pair{'s' if n != 1 else ''} there is no test "
+                       f"({no_test_reason(np.full(max(n, 1), row['difference'])) or 'no spread'}"
+                       "): it is one draw of training randomness, not evidence either way.")
+    t = float(stats.t.ppf(0.975, n - 1))
+    m = int(attacked["p_value"].notna().sum())
+    excludes = row["low"] > 0 or row["high"] < 0
+    sign_p = min(1.0, 2 * 0.5 ** n) if ahead in (0, n) else None
+    text += (f" With {n} pairs the 95 % interval is the mean ± {t:.2f} · sd/√{n} (the "
+             f"multiplier is 1.96 for many pairs): [{row['low']:+.1f}, {row['high']:+.1f}], "
+             f"which {'excludes' if excludes else 'includes'} 0. The paired t-test gives "
+             f"p = {row['p_value']:.3f}; Holm's correction over the run's {m} tests makes it "
+             f"{row['p_holm']:.3f}, {'below' if row['p_holm'] < level else 'above'} "
+             f"{level:g}.")
+    if sign_p is not None:
+        text += (f" All {n} pairs pointing the same way happens by chance with probability "
+                 f"2 · 0.5^{n} = {sign_p:.2f} when diverging changes nothing.")
+    return text + (" A run of this many pairs is an illustration; the confirmatory runs "
+                   "(notebook 06) are the evidence." if n < CONFIRMATORY_PAIRS else "")
+
+
+#: The committed confirmatory runs, in the order they ran: (name of their tables in
+#: ``bench/results/``, what to call them).
+CONFIRMATIONS = (("diverge_confirm", "the first confirmatory run"),
+                 ("diverge_confirm_powered", "the powered confirmatory run"))
+
+
+def tost_verdict(row: Any, margin: float, level: float = 0.05) -> str:
+    """What the Holm-adjusted two one-sided tests of one row rule out, in a few words:
+    ``"within ±5 points"`` (both sides), ``"a gain larger than 5 points is ruled out"`` (the
+    upper side only) or ``"a gain of 5 points cannot be ruled out"``."""
+    if row.p_tost_holm < level:
+        return f"an effect beyond ±{margin:g} points is ruled out"
+    if row.p_gain_holm < level:
+        return f"a gain larger than {margin:g} points is ruled out"
+    return f"a gain of {margin:g} points cannot be ruled out"
+
+
+def confirmation_reading(folder: str | Path, margin: float = 5.0,
+                         level: float = 0.05) -> tuple[Path | None, str]:
+    """The newest committed confirmatory run's figure and a reading of every run's tables in
+    Markdown: per setting, the number of pairs, the tests Holm keeps (within the setting) in
+    favour of diverging and against it, and, where the run has the two one-sided tests, what
+    they rule out at PGD (or FGM) at the largest ε from f1. Notebooks 03 and 04 show it."""
+    folder = Path(folder)
+    figure, parts = None, []
+    for name, title in CONFIRMATIONS:
+        path = folder / f"{name}_differences.csv"
+        if not path.is_file():
+            continue
+        try:
+            table = pd.read_csv(path)
+            counts = holm_counts(table)
+        except (ValueError, KeyError, pd.errors.EmptyDataError) as err:
+            raise ValueError(f"{path} is damaged ({err}); it is committed with the repository: "
+                             "restore it with git checkout") from None
+        if (folder / f"{name}.png").is_file():
+            figure = folder / f"{name}.png"
+        words = []
+        for setting, row in counts.iterrows():
+            rows = table[(table["setting"] == setting) & (table["attack"] != "clean")]
+            text = (f"`{setting}` ({int(rows['n_seeds'].max())} pairs): {row.favour} in favour "
+                    f"and {row.against} against, of {row.tests}")
+            if "p_tost_holm" in rows:
+                strongest = "pgd" if "pgd" in set(rows["attack"]) else rows["attack"].iloc[0]
+                top = rows[(rows["attack"] == strongest) & (rows["attackers"] == "f1")
+                           & (rows["eps"] == rows["eps"].max())].iloc[0]
+                text += (f"; {strongest.upper()} ε = {top.eps:g} from f1 "
+                         f"{top.difference:+.1f} [{top.low:+.1f}, {top.high:+.1f}]: "
+                         + tost_verdict(top, margin, level))
+            words.append(text)
+        parts.append(f"**{title.capitalize()}** (tests Holm keeps within each setting): "
+                     + "; ".join(words) + ".")
+    if not parts:
+        return None, ("(no confirmatory table in " + str(folder) + ": run "
+                      "`python bench/diverge_confirm.py` to make one)")
+    return figure, "\n\n".join(parts)

@@ -184,6 +184,35 @@ def _transfer_gap(table, attacks, eps_grid) -> float:
     return float(by_method["baseline"] - by_method["source"])
 
 
+def _strongest_sd(gap, attacks, eps_grid) -> float:
+    """The spread over pairs of the strongest attack at the largest ε, from f1."""
+    strongest = "pgd" if "pgd" in attacks else "fgm"
+    row = gap[(gap["attack"] == strongest) & (gap["eps"] == max(eps_grid))
+              & (gap["attackers"] == "f1")]
+    return float(row["sd"].iloc[0])
+
+
+def _halfwidth(gap, attacks, eps_grid, pairs: int = 34) -> float:
+    """Half-width of the 95 % t-interval with ``pairs`` pairs of the row's spread."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, pairs - 1) * _strongest_sd(gap, attacks, eps_grid)
+                 / np.sqrt(pairs))
+
+
+def _halfwidth_mistakes(expected, gap, attacks, eps_grid) -> dict[str, float]:
+    sd = _strongest_sd(gap, attacks, eps_grid)
+    n_run = int(gap["n_seeds"].iloc[0])
+    return {
+        "that is 1.96 · sd/√34: with a sample's sd the multiplier is t's quantile with 33 "
+        "degrees of freedom, a little larger": 1.959964 * sd / np.sqrt(34),
+        "that is the whole width: the half-width is half of it": 2 * expected,
+        "that is t · sd without dividing by √34: the interval is for the mean": expected
+        * np.sqrt(34),
+        "that is this run's own half-width: the question asks for 34 pairs": _halfwidth(
+            gap, attacks, eps_grid, n_run) if n_run > 1 else np.nan}
+
+
 def _budget(shown, images, attacks, eps_show) -> float:
     adversarial = np.asarray(shown[f"{attacks[0]} ε={eps_show}"])
     return float(np.max(np.abs(adversarial - np.asarray(images))))
@@ -369,12 +398,9 @@ EXERCISES: dict[str, Exercise] = {
     "04.pgd_random": Exercise("function", _pgd_cases,
                               "start from clip(x + noise, 0, 1), then the steps of "
                               "pgd_by_hand, always projecting around the clean x", rtol=1e-5),
-    "04.interval": Exercise(
-        "choice", lambda: _sha("c"),
-        "an interval that contains 0 is compatible with a gain, a loss and no effect",
-        explanation="no test rejects 'no effect' after the correction, so the run is compatible "
-        "with no effect, but also with a gain or a loss: neither (a), (b) nor (d) follows. Not "
-        "finding an effect does not show there is none; more seed pairs narrow the intervals."),
+    "04.halfwidth": Exercise("value", _halfwidth,
+                             "t.ppf(0.975, 33) times that row's sd, divided by √34",
+                             mistakes=_halfwidth_mistakes),
     # 05 · comparing networks
     "05.cka": Exercise("value", lambda feats, name: _cka(feats["f1"], feats[name]),
                        "centre the columns of both, then ||YᵀX||² / (||XᵀX|| ||YᵀY||)",

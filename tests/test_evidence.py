@@ -122,3 +122,18 @@ def test_no_p_value_from_two_pairs_or_rounding_noise():
 def test_bad_inputs_are_refused_with_a_message(call):
     with pytest.raises(ValueError, match="must|needs"):
         call()
+
+
+def test_largest_difference_reading_reconciles_a_large_mean_with_no_finding():
+    gap = pd.DataFrame({
+        "attack": ["clean", "pgd", "pgd"], "eps": [0.0, 0.1, 0.2],
+        "attackers": ["none", "f1", "f1"], "difference": [-0.5, 1.0, 12.0],
+        "low": [-1.0, -2.0, -4.6], "high": [0.0, 4.0, 28.6], "sd": [0.2, 1.0, 6.7],
+        "seeds_ahead": [0, 2, 3], "n_seeds": [3, 3, 3], "p_value": [np.nan, 0.3, 0.09],
+        "p_holm": [np.nan, 0.3, 0.18]})
+    text = evidence.largest_difference_reading(gap)
+    assert "PGD at ε = 0.2 from f1: +12.0 points, with 3 of 3 pairs ahead" in text
+    assert "± 4.30 · sd/√3" in text and "includes 0" in text
+    assert "0.180, above 0.05" in text and "2 · 0.5^3 = 0.25" in text
+    two = gap.assign(n_seeds=2, p_value=np.nan, p_holm=np.nan, seeds_ahead=2)
+    assert "no test (2 seed pairs" in evidence.largest_difference_reading(two)

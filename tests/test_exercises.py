@@ -95,11 +95,11 @@ def test_every_choice_explains_a_right_answer_only(capsys):
     choices = [e for e, ex in EXERCISES.items() if ex.kind == "choice"]
     assert choices and all(EXERCISES[e].explanation for e in choices)
     assert not [e for e, ex in EXERCISES.items() if ex.kind != "choice" and ex.explanation]
-    out = said(capsys, "04.interval", "c")
-    assert out == f"04.interval: correct. Why: {EXERCISES['04.interval'].explanation}\n"
-    assert "\n" not in EXERCISES["04.interval"].explanation  # one line per verdict
-    out = said(capsys, "04.interval", "d")
-    assert out.startswith("04.interval: not yet. Hint:") and "Why" not in out
+    out = said(capsys, "06.more_settings", "b")
+    assert out == f"06.more_settings: correct. Why: {EXERCISES['06.more_settings'].explanation}\n"
+    assert all("\n" not in EXERCISES[e].explanation for e in choices)  # one line per verdict
+    out = said(capsys, "06.more_settings", "d")
+    assert out.startswith("06.more_settings: not yet. Hint:") and "Why" not in out
 
 
 def test_score_counts_each_exercises_latest_outcome(capsys):
@@ -128,3 +128,21 @@ def test_score_of_a_notebook_without_exercises_is_an_error():
     with pytest.raises(ValueError, match="notebook '09' has no exercises; notebooks with "
                                          "exercises: 01, 02, 03, 04, 05"):
         score("09")
+
+
+def test_halfwidth_names_the_normal_quantile_and_the_full_width(capsys):
+    import pandas as pd
+    from scipy import stats
+
+    gap = pd.DataFrame({"attack": ["clean", "pgd"], "eps": [0.0, 0.2],
+                        "attackers": ["none", "f1"], "sd": [0.5, 7.0], "n_seeds": [3, 3]})
+    right = stats.t.ppf(0.975, 33) * 7.0 / np.sqrt(34)
+    assert said(capsys, "04.halfwidth", right, gap, ["fgm", "pgd"], [0.05, 0.2]).endswith(
+        "correct.\n")
+    assert "1.96" in said(capsys, "04.halfwidth", 1.959964 * 7 / np.sqrt(34), gap,
+                          ["fgm", "pgd"], [0.05, 0.2])
+    assert "whole width" in said(capsys, "04.halfwidth", 2 * right, gap, ["fgm", "pgd"],
+                                 [0.05, 0.2])
+    assert "this run's own" in said(capsys, "04.halfwidth",
+                                    stats.t.ppf(0.975, 2) * 7 / np.sqrt(3), gap,
+                                    ["fgm", "pgd"], [0.05, 0.2])
