@@ -440,9 +440,10 @@ def largest_difference_reading(gap: pd.DataFrame, level: float = 0.05) -> str:
     text = (f"**The largest difference of this run**, {name}: {row['difference']:+.1f} points, "
             f"with {ahead} of {n} pairs ahead of their baselines.")
     if n < MIN_TEST_PAIRS or np.isnan(row["p_value"]):
-        return text + (f" With {n} pair{'s' if n != 1 else ''} there is no test "
-                       f"({no_test_reason(np.full(max(n, 1), row['difference'])) or 'no spread'}"
-                       "): it is one draw of training randomness, not evidence either way.")
+        why = (f"a test needs at least {MIN_TEST_PAIRS} pairs" if n < MIN_TEST_PAIRS
+               else "the pairs' differences do not vary beyond float rounding")
+        return text + (f" There is no test here ({why}): {n} pair{'s' if n != 1 else ''} "
+                       "are draws of training randomness, not evidence either way.")
     t = float(stats.t.ppf(0.975, n - 1))
     m = int(attacked["p_value"].notna().sum())
     excludes = row["low"] > 0 or row["high"] < 0
