@@ -366,25 +366,41 @@ def verdict_text(gap: pd.DataFrame, *, run_name: str, dataset: str, design: str,
                if n < CONFIRMATORY_PAIRS else ""))
 
 
-#: The committed tables of the two studies (``bench/results/``), by the name notebook 06 uses,
-#: with the script that writes each.
+#: The committed tables of the studies (``bench/results/``), by the name notebook 06 uses,
+#: with the script that writes each: the validation study, the first confirmatory run (8
+#: pairs), the power analysis written before the powered confirmatory run, and that run.
 STUDY_TABLES = {
     "selection": ("diverge_selection.json", "bench/diverge_study.py"),
     "study": ("diverge_study_differences.csv", "bench/diverge_study.py"),
     "confirm": ("diverge_confirm.csv", "bench/diverge_confirm.py"),
     "differences": ("diverge_confirm_differences.csv", "bench/diverge_confirm.py"),
     "contrasts": ("diverge_confirm_contrasts.csv", "bench/diverge_confirm.py"),
+    "power": ("diverge_power.csv", "bench/diverge_power.py"),
+    "powered": ("diverge_confirm_powered.csv", "bench/diverge_confirm.py --out "
+                "diverge_confirm_powered (see diverge_power.md)"),
+    "powered_differences": ("diverge_confirm_powered_differences.csv",
+                            "bench/diverge_confirm.py --report-only --out "
+                            "diverge_confirm_powered"),
+    "powered_contrasts": ("diverge_confirm_powered_contrasts.csv",
+                          "bench/diverge_confirm.py --report-only --out "
+                          "diverge_confirm_powered"),
 }
+#: The first confirmatory run's name for the gradient-alignment setting; later tables call
+#: it by its penalty's name.
+SETTING_ALIASES = {"gal": "grad_align"}
 
 
 def study_tables(folder: str | Path) -> dict[str, Any]:
-    """Read the validation study's and the confirmatory run's tables from ``folder``.
+    """Read the studies' tables (:data:`STUDY_TABLES`) from ``folder``.
 
     ``selection`` is the JSON the validation study's written rules produced; the others are
-    DataFrames: ``study`` (validation differences of every setting), ``confirm`` (one row per
-    network of the confirmatory run), ``differences`` (its diverged − baseline tests) and
-    ``contrasts`` (its paired contrasts between settings). A missing file is named with the
-    script that writes it, before anything is read.
+    DataFrames: ``study`` (validation differences of every setting), ``confirm`` and
+    ``powered`` (one row per network of the first and the powered confirmatory run),
+    ``differences`` / ``powered_differences`` (their diverged − baseline tests),
+    ``contrasts`` / ``powered_contrasts`` (paired contrasts between settings) and ``power``
+    (the power analysis). Settings are named as :data:`SETTING_ALIASES` says. A missing file
+    is named with the script that writes it, before anything is read; a file that cannot be
+    read, or lacks the columns the notebook uses, is named as damaged.
     """
     import json
 
@@ -399,8 +415,22 @@ def study_tables(folder: str | Path) -> dict[str, Any]:
     tables: dict[str, Any] = {}
     for key, (name, _) in STUDY_TABLES.items():
         path = folder / name
-        tables[key] = (json.loads(path.read_text()) if path.suffix == ".json"
-                       else pd.read_csv(path))
+        try:
+            if path.suffix == ".json":
+                tables[key] = json.loads(path.read_text())
+                if not isinstance(tables[key], dict):
+                    raise ValueError("not a JSON object")
+                continue
+            table = pd.read_csv(path)
+        except (ValueError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+            raise ValueError(f"{path} is damaged ({err}): restore the committed copy with "
+                             f"`git checkout -- {path.name}` in {folder}") from None
+        if table.empty:
+            raise ValueError(f"{path} is damaged (it has no rows): restore the committed copy "
+                             f"with `git checkout -- {path.name}` in {folder}")
+        if "setting" in table:
+            table["setting"] = table["setting"].replace(SETTING_ALIASES)
+        tables[key] = table
     return tables
 
 
@@ -492,6 +522,7 @@ def confirmation_reading(folder: str | Path, margin: float = 5.0,
             continue
         try:
             table = pd.read_csv(path)
+            table["setting"] = table["setting"].replace(SETTING_ALIASES)
             counts = holm_counts(table)
         except (ValueError, KeyError, pd.errors.EmptyDataError) as err:
             raise ValueError(f"{path} is damaged ({err}); it is committed with the repository: "
@@ -517,3 +548,29 @@ def confirmation_reading(folder: str | Path, margin: float = 5.0,
         return None, ("(no confirmatory table in " + str(folder) + ": run "
                       "`python bench/diverge_confirm.py` to make one)")
     return figure, "\n\n".join(parts)
+
+
+def powered_reading(differences: pd.DataFrame, margin: float, level: float = 0.05) -> str:
+    """Markdown reading of a confirmatory table with the two one-sided tests (TOST): per
+    setting, the tests Holm keeps (with their sizes), the primary test (the strongest attack
+    at the largest ε from f1) with its interval and TOST verdict, and how many of the
+    setting's tests rule out a gain larger than ``margin``. True whatever the numbers."""
+    lines = []
+    attacked = differences[differences["attack"] != "clean"]
+    for setting, rows in attacked.groupby("setting", sort=False):
+        n = int(rows["n_seeds"].max())
+        kept = rows[rows["p_holm"] < level]
+        strongest = "pgd" if "pgd" in set(rows["attack"]) else rows["attack"].iloc[0]
+        top = rows[(rows["attack"] == strongest) & (rows["attackers"] == REFERENCE_ATTACKER)
+                   & (rows["eps"] == rows["eps"].max())].iloc[0]
+        ruled_out = int((rows["p_gain_holm"] < level).sum())
+        found = ("Holm keeps none of its " + str(len(rows)) + " tests" if kept.empty else
+                 f"Holm keeps {len(kept)} of its {len(rows)} tests: " + ", ".join(
+                     f"{r.attack.upper()} ε = {r.eps:g} from {r.attackers} "
+                     f"({r.difference:+.1f})" for r in kept.itertuples()))
+        lines.append(
+            f"- **`{setting}`** ({n} pairs): {found}. {strongest.upper()} ε = {top.eps:g} from "
+            f"f1: {top.difference:+.1f} [{top.low:+.1f}, {top.high:+.1f}] points, "
+            f"{tost_verdict(top, margin, level)}. A gain larger than {margin:g} points is "
+            f"ruled out in {ruled_out} of its {len(rows)} tests.")
+    return "\n".join(lines)

@@ -213,6 +213,29 @@ def _halfwidth_mistakes(expected, gap, attacks, eps_grid) -> dict[str, float]:
             gap, attacks, eps_grid, n_run) if n_run > 1 else np.nan}
 
 
+def _pairs_for_3_points(sd, level, m, effect: float = 3.0) -> int:
+    """Pairs for 80 % power to detect ``effect`` points at Holm's first step (level / m)."""
+    from pdc_utils import evidence
+
+    return evidence.pairs_needed(lambda n: evidence.t_test_power(effect, sd, n, level / m))
+
+
+def _pairs_for_3_points_mistakes(expected, sd, level, m) -> dict[str, int]:
+    from scipy import stats
+
+    from pdc_utils import evidence
+
+    z = stats.norm.ppf(1 - level / m / 2) + stats.norm.ppf(0.8)
+    return {
+        "that is the number without Holm's correction: the first step tests at level / m":
+            evidence.pairs_needed(lambda n: evidence.t_test_power(3.0, sd, n, level)),
+        "that is for a 5-point gain: the question asks for 3 points":
+            _pairs_for_3_points(sd, level, m, effect=5.0),
+        "that is the normal approximation ((z + z)·sd/δ)², which ignores that the t-test "
+        "estimates the spread: the exact power needs a few more pairs":
+            int(np.ceil((z * sd / 3.0) ** 2))}
+
+
 def _budget(shown, images, attacks, eps_show) -> float:
     adversarial = np.asarray(shown[f"{attacks[0]} ε={eps_show}"])
     return float(np.max(np.abs(adversarial - np.asarray(images))))
@@ -426,12 +449,10 @@ EXERCISES: dict[str, Exercise] = {
         "choice", lambda: _sha("b"), "the winner is the largest of more noisy zeros",
         explanation="the maximum of more draws of the same noise is larger on average, so the "
         "more settings a study compares, the more its winner's own estimate overstates it."),
-    "06.control": Exercise(
-        "choice", lambda: _sha("b"), "the untrained network shares nothing with the attacker",
-        explanation="against an untrained network the penalty still reshapes the features (it "
-        "may collapse them) but cannot make them independent of the attacker in particular; a "
-        "gain the control matches cannot be credited to independence of the attacker. It says "
-        "nothing about attack strength, test-set selection or seeds."),
+    "06.pairs_3pt": Exercise("value", _pairs_for_3_points,
+                             "the fewest n with evidence.t_test_power(3.0, sd, n, level / m) "
+                             "at least 0.8 (evidence.pairs_needed finds it)",
+                             mistakes=_pairs_for_3_points_mistakes),
 }
 
 

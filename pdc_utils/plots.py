@@ -197,15 +197,68 @@ def seed_intervals(gap, n_seeds: int) -> matplotlib.figure.Figure:
         ax.errorbar(x, rows["difference"], yerr=[low, high], fmt="none", ecolor=colour,
                     capsize=4)
         ax.scatter(x, rows["difference"], color=colour, zorder=3,
-                   facecolors=[colour if s else "white" for s in significant],
-                   label={"none": "clean accuracy", "f1": "attacker f1",
-                          "others": "independent attackers (mean)"}.get(family, family))
+                   facecolors=[colour if s else "white" for s in significant])
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(labels)), labels, rotation=30)
     ax.set_ylabel("diverge − baseline (points)")
-    ax.set_title(f"Mean over {n_seeds} seed pairs, 95% t-interval (filled: Holm p < 0.05)")
-    ax.legend(fontsize=8)
+    ax.set_title(f"Mean over {n_seeds} seed pairs, 95% t-interval")
+    names = {"none": "clean accuracy", "f1": "attacker f1",
+             "others": "independent attackers (mean)"}
+    holm_legend(ax, {names.get(f, f): colours.get(f, "black") for f in families})
     fig.tight_layout()
+    return fig
+
+
+def holm_legend(ax: matplotlib.axes.Axes, colours: dict[str, str], **options) -> None:
+    """A legend with one filled marker per ``label: colour`` and one hollow marker saying
+    what hollow means, so a series' entry does not take the fill of its first point."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="none", color=c, markerfacecolor=c,
+                      label=label) for label, c in colours.items()]
+    handles.append(Line2D([], [], marker="o", linestyle="none", color="0.4",
+                          markerfacecolor="white", label="hollow: not kept by Holm"))
+    ax.legend(handles=handles, fontsize=8, **options)
+
+
+def study_intervals(differences, eps_grid: list[float], level: float = 0.05,
+                    title: str = "") -> matplotlib.figure.Figure:
+    """A confirmatory run's diverged − baseline differences with their 95 % t-intervals: one
+    panel per attack (columns) and attacker family (rows: ``f1``, ``others``), one colour per
+    setting, a filled marker where Holm within the setting keeps the test (``p_holm`` <
+    ``level``)."""
+    import numpy as np
+
+    attacked = differences[differences["attack"] != "clean"]
+    settings = list(dict.fromkeys(attacked["setting"]))
+    attacks = list(dict.fromkeys(attacked["attack"]))
+    families = list(dict.fromkeys(attacked["attackers"]))
+    fig, axes = plt.subplots(len(families), len(attacks), squeeze=False, sharey=True,
+                             figsize=(5.5 * len(attacks), 3.2 * len(families)),
+                             layout="constrained")
+    colours = {name: f"C{k}" for k, name in enumerate(settings)}
+    for i, family in enumerate(families):
+        for j, attack in enumerate(attacks):
+            ax = axes[i, j]
+            for k, name in enumerate(settings):
+                rows = attacked[(attacked["setting"] == name) & (attacked["attack"] == attack)
+                                & (attacked["attackers"] == family)].sort_values("eps")
+                x = np.array([eps_grid.index(e) for e in rows["eps"]], dtype=float)
+                x += (k - (len(settings) - 1) / 2) * 0.12
+                ax.errorbar(x, rows["difference"], yerr=[rows["difference"] - rows["low"],
+                                                         rows["high"] - rows["difference"]],
+                            fmt="none", ecolor=colours[name], lw=1)
+                kept = (rows["p_holm"] < level).to_numpy()
+                ax.scatter(x, rows["difference"], color=colours[name], zorder=3, s=22,
+                           facecolors=np.where(kept, colours[name], "white"))
+            ax.axhline(0, color="black", lw=0.8)
+            ax.set_xticks(range(len(eps_grid)), [f"ε = {e:g}" for e in eps_grid])
+            ax.set_title(f"{attack.upper()}, attackers: {family}", fontsize=10)
+            if j == 0:
+                ax.set_ylabel("diverged − baseline (points)")
+    holm_legend(axes[0, -1], colours, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig
 
 
