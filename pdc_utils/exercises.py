@@ -264,6 +264,34 @@ def _upen_dim() -> float | None:
     return float(rows["effective_dim"].mean())
 
 
+def _shrunk_top(outputs, factor: float = 0.1, normalise: bool = True,
+                u_statistic: bool = True) -> float:
+    """Notebook 03, exercise 4: U-statistic dCor² with f1's row-normalised features of
+    ``f2_diverge``'s row-normalised features with their coordinate on the top principal
+    direction multiplied by ``factor`` (0.1: shrunk tenfold; 0: removed; 10: grown). The
+    other arguments make the common mistakes' values."""
+    prepare = _rows if normalise else np.asarray
+    phi, phi_f1 = (np.asarray(prepare(outputs[n]["features"]), np.float64)
+                   for n in ("f2_diverge", "f1"))
+    centred = phi - phi.mean(axis=0)
+    top = np.linalg.svd(centred, full_matrices=False)[2][0]
+    changed = centred - (1.0 - factor) * np.outer(centred @ top, top)
+    return _u_dcor(changed, phi_f1) if u_statistic else _dcor(changed, phi_f1)
+
+
+def _shrunk_top_mistakes(value: float, outputs) -> dict[str, float]:
+    return _squares(value) | {
+        _V_FOR_U: _shrunk_top(outputs, u_statistic=False),
+        "your answer is the rest's dCor², with the top direction removed; the exercise keeps "
+        "it, a tenth as long": _shrunk_top(outputs, factor=0.0),
+        "your answer multiplies the top direction's coordinates by 10; divide them by 10":
+        _shrunk_top(outputs, factor=10.0),
+        "your answer is for the features as they are; row-normalise both first "
+        "(features.row_normalized)": _shrunk_top(outputs, normalise=False),
+        "your answer is the whole features' dCor², unchanged; shrink the top direction first":
+        _shrunk_top(outputs, factor=1.0)}
+
+
 def _bh_cases():
     from pdc_utils.evidence import benjamini_hochberg
 
@@ -400,13 +428,11 @@ EXERCISES: dict[str, Exercise] = {
         "function", _objective_cases,
         "mean CE of the logits, plus alpha times the V-statistic dCor² of the row-normalised "
         "features (objective.feature_penalty does the second part)", rtol=1e-4),
-    "03.collapse": Exercise(
-        "choice", lambda: _sha("b"),
-        "which measurement counts the directions the features spread over?",
-        explanation="the effective dimension (participation ratio of the feature covariance's "
-        "eigenvalues) counts the directions the features spread over; a value near 1 means "
-        "collapse. The U-statistic says how dependent the features are, not how they got "
-        "there, and accuracy can stay high after a collapse."),
+    "03.shrink_top": Exercise(
+        "value", _shrunk_top,
+        "centre the row-normalised features; the top direction is the first right singular "
+        "vector (np.linalg.svd), and a row's coordinate on it is a dot product",
+        mistakes=_shrunk_top_mistakes),
     "03.upen": Exercise("value", _upen_dim, "read runs/upen/results/feature_dcor.csv",
                         rtol=1e-3),
     # 04 · attacks

@@ -285,9 +285,8 @@ def top_direction_reading(directions: Mapping[str, Mapping[str, object]],
     split = [d for d in diverged if directions[d]["two_groups"]]
     groups = (f"the images fall into two separate groups {_in_how_many(len(split), n)} "
               if split else "the images do not fall into two separate groups ")
-    groups += (f"(two-mode score η² {span(diverged, 'two_mode')}: a Gaussian scores about "
-               f"0.64, two groups whose means lie 3 standard deviations from their midpoint "
-               f"{TWO_MODES:g}, two single values 1)")
+    groups += (f"(two-mode score η² {span(diverged, 'two_mode')}; {TWO_MODES:g} and above "
+               f"counts as two groups, a Gaussian scores about 0.64)")
     if split:
         groups += f"; the smaller group holds {span(split, 'smaller_group', True)} of the images"
     eta = values(diverged, "class_eta")
@@ -327,7 +326,8 @@ def top_direction_reading(directions: Mapping[str, Mapping[str, object]],
         f"direction's variance (a direction unrelated to the class: "
         f"{100 * float(directions[diverged[0]]['chance_eta']):.1f} % by chance; the baselines' top "
         f"direction: {span(baselines, 'class_eta', True)}), so it {follows}{both}.",
-        f"- **{ref} features.** Its dCor² with {ref} features is {span(diverged, 'u_dcor_top')} "
+        f"- **{reference}.** The direction's dCor² with {ref} features is "
+        f"{span(diverged, 'u_dcor_top')} "
         f"(the baselines' top direction: {span(baselines, 'u_dcor_top')}): it {with_ref} "
         f"{ref} features.",
         f"- **The rest.** The rest of the features, the other {rest_share} of the variance, "
@@ -335,3 +335,46 @@ def top_direction_reading(directions: Mapping[str, Mapping[str, object]],
         f"{_span(whole)} (the baselines' whole: {span(baselines, 'u_dcor_all')}). {verdict}.",
     ]
     return "\n".join(lines)
+
+
+def role_summary(table: pd.DataFrame, accuracy: Mapping[str, float],
+                 roles: Mapping[str, list[str]], reference: str = "f1") -> pd.DataFrame:
+    """Each role's mean (a column per role, e.g. ``baseline`` and ``diverged``) of the rows of
+    :func:`feature_dcor_table` against ``reference``: V and U dCor², effective dimension,
+    the top direction's share of the variance (%) and the networks' test ``accuracy`` (%,
+    ``accuracy[name]``)."""
+    rows = table[table["reference"] == reference].set_index("model")
+    return pd.DataFrame({role: {
+        f"V dCor² to {reference}": rows.loc[names, "dcor_sqr"].mean(),
+        f"U dCor² to {reference}": rows.loc[names, "u_dcor_sqr"].mean(),
+        "effective dimension": rows.loc[names, "effective_dim"].mean(),
+        "top direction's share (%)": 100 * rows.loc[names, "top_pc_fraction"].mean(),
+        "test accuracy (%)": float(np.mean([accuracy[n] for n in names]))}
+        for role, names in roles.items()})
+
+
+def role_summary_reading(summary: pd.DataFrame, reference: str = "f1") -> str:
+    """:func:`role_summary`'s ``baseline`` and ``diverged`` columns in words: how far the V-
+    and U-statistic fell, whether the U-statistic's fall rules out the V-statistic's bias as
+    the cause (it fell by at least half as much), and whether the features kept their spread
+    (the diverged networks' effective dimension at least half the baselines')."""
+    b, d = summary["baseline"], summary["diverged"]
+    v, u = (f"{kind} dCor² to {reference}" for kind in ("V", "U"))
+    v_drop, u_drop = b[v] - d[v], b[u] - d[u]
+    if v_drop < 0.05:
+        fell = "the penalty barely moved the V-statistic"
+    elif u_drop >= 0.5 * v_drop:
+        fell = ("the U-statistic fell with it, so the drop is not the V-statistic's bias: over "
+                f"the whole test set the features depend less on {reference}'s by this measure")
+    else:
+        fell = "the U-statistic fell much less than the V-statistic: part of V's drop is bias"
+    ratio = d["effective dimension"] / b["effective dimension"]
+    spread = ("the diverged features kept most of their spread" if ratio >= 0.5 else
+              "the diverged features collapsed onto "
+              + ("about one direction" if d["effective dimension"] < 2 else "fewer directions"))
+    return (f"**This run**, baselines → diverged networks: V-statistic dCor² to {reference} "
+            f"{b[v]:.3f} → {d[v]:.3f}, U-statistic {b[u]:.3f} → {d[u]:.3f}; {fell}. Effective "
+            f"dimension {b['effective dimension']:.1f} → {d['effective dimension']:.1f}, the "
+            f"top direction's share of the variance {b[summary.index[3]]:.0f} % → "
+            f"{d[summary.index[3]]:.0f} %: {spread}. Test accuracy "
+            f"{b['test accuracy (%)']:.1f} % → {d['test accuracy (%)']:.1f} %.")

@@ -341,3 +341,43 @@ def class_legend(ax, class_names) -> None:
                for k, name in enumerate(class_names)]
     ax.legend(handles=handles, title="class", loc="center", ncol=2, frameon=False)
     ax.axis("off")
+
+
+def role_histories(histories: dict, roles: dict[str, list[str]], metrics: tuple[str, ...],
+                   titles: dict | None = None,
+                   percent: tuple[str, ...] = ("accuracy",)) -> matplotlib.figure.Figure:
+    """Per-epoch curves of several trainings grouped by role: one panel per metric.
+
+    ``histories`` maps a network's name to its per-epoch table
+    (``results/history_<name>.csv``); ``roles`` maps a role's label (``"baseline"``,
+    ``"diverged"``) to its networks. Every network is one line in its role's series colour
+    (:func:`model_color`), dashed for the training value (``<metric>``, the mean over the
+    epoch's batches) and solid for the validation value (``val_<metric>``). The legend has one
+    entry per role and one per line style, below the panels, so it never covers a curve.
+    Metrics in ``percent`` (fractions in the tables) are drawn in %.
+    """
+    from matplotlib.lines import Line2D
+
+    titles = titles or {}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        scale = 100.0 if metric in percent else 1.0
+        for names in roles.values():
+            for name in names:
+                history, color = histories[name], model_color(name)
+                for column, style in ((metric, "--"), (f"val_{metric}", "-")):
+                    if column in history:
+                        ax.plot(history["epoch"] + 1, scale * history[column], style,
+                                color=color, lw=1.3, alpha=0.8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("%" if metric in percent else metric)
+        ax.set_title(titles.get(metric, metric))
+    handles = [Line2D([], [], color=model_color(names[0]), lw=3,
+                      label=f"{role} ({len(names)} network{'s' * (len(names) > 1)})")
+               for role, names in roles.items() if names]
+    handles += [Line2D([], [], color="black", ls="--", label="training (batch mean)"),
+                Line2D([], [], color="black", ls="-", label="validation")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
+               fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig

@@ -47,7 +47,7 @@ def test_copies_have_no_solution_or_lecturer_cells_and_no_outputs(originals, tmp
     for path in copies:
         original = nbformat.read(str(originals / path.name), as_version=4)
         tags = [c.metadata.get("tags", []) for c in original.cells]
-        assert sum("lecturer" in t for t in tags) == 1 and any("solution" in t for t in tags)
+        assert any("lecturer" in t for t in tags) and any("solution" in t for t in tags)
         notebook = nbformat.read(str(path), as_version=4)
         assert len(notebook.cells) == sum(not {"solution", "lecturer"} & set(t) for t in tags)
         assert not any({"solution", "lecturer"} & set(c.metadata.get("tags", []))
@@ -132,7 +132,7 @@ def test_grade_counts_the_latest_verdict_of_each_exercise(tmp_path, capsys, monk
              "",
              verdict("01.smallest_p", 0.01))  # run again, now right: the latest verdict counts
     executed(tmp_path / "03_diverge_training.ipynb",
-             verdict("03.collapse", "a") + "notebook 03: 0 of 5 exercises correct\n",
+             verdict("03.bias_batch", "a") + "notebook 03: 0 of 5 exercises correct\n",
              verdict("03.upen", 1.0))  # its data (another run) is not there
     nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]),  # never run
                    str(tmp_path / "02_baseline_training.ipynb"))

@@ -126,3 +126,65 @@ def test_the_reading_follows_the_numbers():
     assert "In 1 of them the rest is far more dependent" in mixed
     low, high = sorted(100 * tops[n]["share"] for n in ("b", "d"))
     assert f"{low:.0f}–{high:.0f} % of their features' variance" in mixed
+
+
+def _table(rows):
+    import pandas as pd
+
+    return pd.DataFrame([{"model": m, "reference": "f1", "dcor_sqr": v, "n": 100,
+                          "u_dcor_sqr": u, "effective_dim": e, "top_pc_fraction": t}
+                         for m, v, u, e, t in rows])
+
+
+def test_role_summary_means_and_its_reading():
+    table = _table([("b0", 0.9, 0.88, 9.0, 0.2), ("b1", 0.8, 0.78, 7.0, 0.1),
+                    ("d0", 0.1, 0.05, 1.2, 0.9), ("d1", 0.2, 0.15, 1.4, 0.8)])
+    accuracy = {"b0": 97.0, "b1": 95.0, "d0": 96.0, "d1": 90.0}
+    roles = {"baseline": ["b0", "b1"], "diverged": ["d0", "d1"]}
+    summary = features.role_summary(table, accuracy, roles)
+    assert summary.loc["V dCor² to f1", "baseline"] == pytest.approx(0.85)
+    assert summary.loc["top direction's share (%)", "diverged"] == pytest.approx(85.0)
+    assert summary.loc["test accuracy (%)", "diverged"] == pytest.approx(93.0)
+    text = features.role_summary_reading(summary)
+    assert "V-statistic dCor² to f1 0.850 → 0.150, U-statistic 0.830 → 0.100" in text
+    assert "not the V-statistic's bias" in text and "about one direction" in text
+    assert "15 % → 85 %" in text and "96.0 % → 93.0 %" in text
+
+    # U hardly fell: bias; the spread kept; V barely moved
+    biased = _table([("b0", 0.9, 0.5, 9.0, 0.2), ("d0", 0.3, 0.45, 8.0, 0.2)])
+    text = features.role_summary_reading(features.role_summary(
+        biased, {"b0": 1.0, "d0": 1.0}, {"baseline": ["b0"], "diverged": ["d0"]}))
+    assert "part of V's drop is bias" in text and "kept most of their spread" in text
+    still = _table([("b0", 0.9, 0.9, 9.0, 0.2), ("d0", 0.88, 0.9, 4.0, 0.4)])
+    text = features.role_summary_reading(features.role_summary(
+        still, {"b0": 1.0, "d0": 1.0}, {"baseline": ["b0"], "diverged": ["d0"]}))
+    assert "barely moved" in text and "collapsed onto fewer directions" in text
+
+
+def test_role_histories_one_colour_per_role_and_a_short_legend():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from pdc_utils import plots
+
+    epochs = pd.DataFrame({"epoch": [0, 1, 2], "accuracy": [0.5, 0.8, 0.9],
+                           "val_accuracy": [0.4, 0.7, 0.85], "dcor_sqr": [0.6, 0.4, 0.3],
+                           "val_dcor_sqr": [0.5, 0.4, 0.35]})
+    histories = {n: epochs for n in ("f2_baseline", "f2_baseline_s1", "f2_diverge",
+                                     "f2_diverge_s1")}
+    histories["f2_baseline"] = epochs.drop(columns=["dcor_sqr", "val_dcor_sqr"])  # a net 0
+    roles = {"baseline": ["f2_baseline", "f2_baseline_s1"],
+             "diverged": ["f2_diverge", "f2_diverge_s1"]}
+    fig = plots.role_histories(histories, roles, ("dcor_sqr", "accuracy"))
+    left, right = fig.axes
+    assert len(left.lines) == 6 and len(right.lines) == 8  # one per network and column
+    assert {line.get_color() for line in right.lines} == {
+        plots.model_color("f2_baseline"), plots.model_color("f2_diverge")}
+    assert max(max(line.get_ydata()) for line in right.lines) == pytest.approx(90.0)  # in %
+    assert right.get_ylabel() == "%" and left.get_legend() is None
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts == ["baseline (2 networks)", "diverged (2 networks)", "training (batch mean)",
+                     "validation"]
+    plots.close(fig)
