@@ -362,7 +362,7 @@ def role_summary_reading(summary: pd.DataFrame, reference: str = "f1") -> str:
     v, u = (f"{kind} dCor² to {reference}" for kind in ("V", "U"))
     v_drop, u_drop = b[v] - d[v], b[u] - d[u]
     if v_drop < 0.05:
-        fell = "the penalty barely moved the V-statistic"
+        fell = "the V-statistic barely moved"
     elif u_drop >= 0.5 * v_drop:
         fell = ("the U-statistic fell with it, so the drop is not the V-statistic's bias: over "
                 f"the whole test set the features depend less on {reference}'s by this measure")

@@ -158,7 +158,7 @@ def test_role_summary_means_and_its_reading():
     still = _table([("b0", 0.9, 0.9, 9.0, 0.2), ("d0", 0.88, 0.9, 4.0, 0.4)])
     text = features.role_summary_reading(features.role_summary(
         still, {"b0": 1.0, "d0": 1.0}, {"baseline": ["b0"], "diverged": ["d0"]}))
-    assert "barely moved" in text and "collapsed onto fewer directions" in text
+    assert "V-statistic barely moved" in text and "collapsed onto fewer directions" in text
 
 
 def test_role_histories_one_colour_per_role_and_a_short_legend():
