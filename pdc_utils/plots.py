@@ -357,6 +357,7 @@ def role_histories(histories: dict, roles: dict[str, list[str]], metrics: tuple[
     Metrics in ``percent`` (fractions in the tables) are drawn in %.
     """
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     titles = titles or {}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.6), squeeze=False)
@@ -365,10 +366,11 @@ def role_histories(histories: dict, roles: dict[str, list[str]], metrics: tuple[
         for names in roles.values():
             for name in names:
                 history, color = histories[name], model_color(name)
-                for column, style in ((metric, "--"), (f"val_{metric}", "-")):
-                    if column in history:
+                for column, style in ((metric, "o--"), (f"val_{metric}", "o-")):
+                    if column in history:  # markers: a one-epoch training is a point
                         ax.plot(history["epoch"] + 1, scale * history[column], style,
-                                color=color, lw=1.3, alpha=0.8)
+                                color=color, lw=1.3, ms=2.5, alpha=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("%" if metric in percent else metric)
         ax.set_title(titles.get(metric, metric))
