@@ -13,6 +13,7 @@ extensions = [
     "myst_nb",  # notebooks and MyST Markdown
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",  # MathJax 3 copied into _static/: formulas render offline
+    "sphinx.ext.githubpages",  # .nojekyll, so GitHub Pages serves _static/ and _images/
 ]
 
 # notebooks are shown as executed by the run; the builder never runs a cell
