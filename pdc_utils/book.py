@@ -21,6 +21,7 @@ network, and no formula is left as raw ``$...$``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import html.parser
 import json
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -149,8 +150,6 @@ def edition_notebook(notebook: Any, edition: str) -> Any:
     cells that call ``check`` or ``score`` removed, since they judged the solutions' answers.
     In both, papermill's injected parameters are collapsed too.
     """
-    import copy
-
     check_edition(edition)
     result = copy.deepcopy(notebook)
     cells = []
@@ -406,19 +405,5 @@ def _resolve(page: str, url: str) -> str | None:
         return None
     path = unquote(parts.path)
     joined = posixpath.normpath(posixpath.join(posixpath.dirname(page), path))
-    if joined.endswith("/") or path.endswith("/"):
-        joined = posixpath.join(joined, "index.html")
-    return joined
+    return posixpath.join(joined, "index.html") if path.endswith("/") else joined
 
-
-def footer_text(index_html: Path) -> str:
-    """The run footer's text on a built page (for messages and tests): whitespace joined."""
-    text = Path(index_html).read_text(encoding="utf-8")
-    found = re.search(r'<p class="pdc-run-footer">(.*?)</p>', text, re.DOTALL)
-    return " ".join(re.sub(r"<[^>]+>", "", found[1]).split()) if found else ""
-
-
-def describe(facts: Mapping[str, str]) -> str:
-    """One line about the run a book shows, as the command line prints it."""
-    return (f"run {facts['name']!r} (profile {facts['profile']}, {facts['edition']} edition), "
-            f"executed {facts['date']} on {facts['machine']}; {facts['runtime']}")

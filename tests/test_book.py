@@ -70,6 +70,26 @@ def test_a_run_that_does_not_exist_is_refused_with_the_runs_that_can_be_shown(
     assert book.executed_notebooks("complete")[0].name == "01_distance_correlation.ipynb"
 
 
+def test_the_default_run_is_run_first_when_missing_and_no_other_run_is(
+        capsys, isolated_run_dirs, monkeypatch):
+    ran, built = [], []
+
+    def build(name, edition, build_dir):  # the real one's refusals, without Sphinx
+        book.executed_notebooks(name)
+        built.append((name, edition))
+        return Path("index.html")
+
+    monkeypatch.setattr(run, "run_series", lambda profile: ran.append(profile) or fake_run(
+        profile))
+    monkeypatch.setattr(book, "build", build)
+    assert main(["book", "--edition", "student"]) == 0
+    assert ran == ["quick"] and built == [("quick", "student")]
+    assert "running it first" in capsys.readouterr().out
+    assert main(["book"]) == 0 and ran == ["quick"], "a complete quick run is not run again"
+    assert main(["book", "--run", "other"]) == 1 and ran == ["quick"] and len(built) == 2
+    one_paragraph_error(capsys, "run 'other' cannot be shown", "Runs that can be shown: quick")
+
+
 def test_no_run_at_all_says_so(isolated_run_dirs):
     with pytest.raises(FileNotFoundError, match="No run under .* has them all yet"):
         book.executed_notebooks("quick")
