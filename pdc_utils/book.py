@@ -43,8 +43,8 @@ from pdc_utils import artifacts, config, run
 EDITIONS = {
     "lecturer": "with each solution and each note for the lecturer collapsed under a button "
                 "that opens it",
-    "student": "without the solutions and the notes for the lecturer, and without the "
-               "verdicts of the exercise checks (the run's answers were the solutions)",
+    "student": "without the solutions, the notes for the lecturer and the verdicts of the "
+               "exercise checks, which judged the solutions' answers",
 }
 
 #: The run ``make book`` shows when none is named; it is run first if it is missing.
@@ -120,9 +120,9 @@ def executed_notebooks(run_name: str) -> list[Path]:
                    else f"No run under {config.runs_root()} has them all yet.")
         raise FileNotFoundError(
             f"run {run_name!r} cannot be shown: the book shows the executed notebooks of a run, "
-            f"and {folder} {what}. {instead} Run the series with `python -m pdc_utils run "
-            f"--run-name {run_name}` (add --profile, as the run was made), or `make tutorial` "
-            f"for the quick run, then build the book again.")
+            f"and {folder} {what}. {instead} Run the series under that name with `python -m "
+            f"pdc_utils run --profile PROFILE --run-name {run_name}`, or `make tutorial` for "
+            f"the quick run, and build the book again.")
     folder = config.run_dir(run_name) / "notebooks"
     return [folder / f"{name}.ipynb" for name in config.NOTEBOOKS]
 

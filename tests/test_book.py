@@ -64,7 +64,7 @@ def test_a_run_that_does_not_exist_is_refused_with_the_runs_that_can_be_shown(
         book.executed_notebooks("partial")
     assert main(["book", "--run", "nosuch"]) == 1
     one_paragraph_error(capsys, "run 'nosuch' cannot be shown", "complete",
-                        "python -m pdc_utils run --run-name nosuch")
+                        "pdc_utils run --profile PROFILE --run-name nosuch")
     assert main(["book", "--run", "../elsewhere"]) == 1
     one_paragraph_error(capsys, "cannot be the name of a run")
     assert book.executed_notebooks("complete")[0].name == "01_distance_correlation.ipynb"
