@@ -67,6 +67,10 @@ FEATURE_CACHE = ("auto", "on", "off")
 DERIVED_SEED_SPAN = 1_000_000
 #: The largest seed a NumPy or Keras random generator takes.
 MAX_SEED = 2**32 - 1
+#: How a run derives its networks' seeds from ``seed`` (:mod:`pdc_utils.experiment`): pair s
+#: uses seed + 1 + s, net k of chain s adds k × CHAIN_SEED_STRIDE, the untrained reference
+#: adds UNTRAINED_SEED_OFFSET, independent attacker k adds ATTACKER_SEED_OFFSET + k.
+CHAIN_SEED_STRIDE, UNTRAINED_SEED_OFFSET, ATTACKER_SEED_OFFSET = 10_000, 800_000, 900_000
 #: Penalties computed with U-statistics, which need 4 samples per batch.
 U_PENALTIES = ("u", "u_raw")
 #: Notebooks of the series, in the order a run executes them.
@@ -479,6 +483,24 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     if problems:
         raise ValueError("\n".join(problems))
     return dict(params)
+
+
+def seed_plan(params: Mapping[str, Any]) -> str:
+    """The seeds a run's networks are trained with, in words: f1, the pairs, the independent
+    attackers, the chains' later nets and the control's untrained reference (where the run
+    has them). ``python -m pdc_utils profiles`` prints it, so anyone can check that two runs
+    share no network."""
+    seed, n, k = params["seed"], params["n_seeds"], params["n_attackers"]
+    parts = [f"f1 {seed}", f"pair {seed + 1}" if n == 1 else f"pairs {seed + 1}–{seed + n}"]
+    if k > 1:
+        first = seed + ATTACKER_SEED_OFFSET + 1
+        parts.append("attacker" + (f" {first}" if k == 2 else f"s {first}–{first + k - 2}"))
+    if params.get("design") == "paper_code":
+        parts.append(f"chain nets {seed + 1 + CHAIN_SEED_STRIDE}… (+{CHAIN_SEED_STRIDE:,} per "
+                     "net)")
+    elif params.get("diverge_from") == "untrained":
+        parts.append(f"untrained reference {seed + UNTRAINED_SEED_OFFSET}")
+    return ", ".join(parts)
 
 
 def project_root() -> Path:

@@ -55,9 +55,9 @@ from pdc_utils import config, data, distribute, models, storage, training
 ATTACKER = "f1"
 #: The frozen untrained reference of the ``diverge_from="untrained"`` control.
 UNTRAINED = "f0_untrained"
-_CHAIN_SEED_STRIDE = 10_000
-_UNTRAINED_SEED_OFFSET = 800_000
-_ATTACKER_SEED_OFFSET = 900_000
+_CHAIN_SEED_STRIDE = config.CHAIN_SEED_STRIDE
+_UNTRAINED_SEED_OFFSET = config.UNTRAINED_SEED_OFFSET
+_ATTACKER_SEED_OFFSET = config.ATTACKER_SEED_OFFSET
 #: The most host memory ``feature_cache="auto"`` gives cached reference features (bytes);
 #: above it ``auto`` runs the references instead, ``on`` caches anyway. CIFAR-10 with a
 #: width-64 ResNet-18 f1 needs 50,000 x 512 x 4 B = 102 MB; ImageNet 2012 needs 2.6 GB

@@ -455,7 +455,8 @@ def describe_profiles() -> str:
     for name, values in config.PROFILES.items():
         params = config.profile(name)
         body = "\n".join(f"    {k} = {v!r}" for k, v in sorted(params.items()))
-        blocks.append(f"{name}: {values['description']}\n{body}")
+        blocks.append(f"{name}: {values['description']}\n    seeds: "
+                      f"{config.seed_plan(params)}\n{body}")
     accepts = "\n".join(f"    {k}: {config.describe_parameter(k)}"
                         for k in sorted(config.parameter_names()))
     blocks.append(f"What each parameter accepts (-p KEY=VALUE):\n{accepts}")

@@ -136,4 +136,5 @@ def test_largest_difference_reading_reconciles_a_large_mean_with_no_finding():
     assert "± 4.30 · sd/√3" in text and "includes 0" in text
     assert "0.180, above 0.05" in text and "2 · 0.5^3 = 0.25" in text
     two = gap.assign(n_seeds=2, p_value=np.nan, p_holm=np.nan, seeds_ahead=2)
-    assert "no test here (a test needs at least 3 pairs)" in evidence.largest_difference_reading(two)
+    reading = evidence.largest_difference_reading(two)
+    assert "no test here (a test needs at least 3 pairs)" in reading

@@ -62,3 +62,19 @@ def test_reconcile_takes_how_keys_and_writes_a_missing_record(smoke):
     run_record.reconcile({**smoke, "strategy": "default"}, ["03_diverge_training"], "run")
     record = json.loads(run_record.path("rec").read_text())
     assert record["parameters"]["strategy"] == "default" and record["written_by"] == "run"
+
+
+def test_profiles_show_each_profiles_seeds_and_quick_chose_nothing():
+    from pdc_utils import run
+
+    listing = run.describe_profiles()
+    assert "seeds: f1 3000, pairs 3001–3003, attackers 903001–903002" in listing
+    # the validation study (base 0), the first and the powered confirmation (5000, 7000)
+    study = {0, *range(1, 6), 900001, 900002, 10001, 20001}
+    confirmations = {5000, *range(5001, 5009), 905001, 905002, 905003, 805000,
+                     7000, *range(7001, 7035), 907001, 907002, 907003, 807000}
+    quick = config.profile("quick")
+    seeds = {quick["seed"], *(quick["seed"] + 1 + s for s in range(quick["n_seeds"])),
+             *(quick["seed"] + config.ATTACKER_SEED_OFFSET + k
+               for k in range(1, quick["n_attackers"]))}
+    assert not seeds & (study | confirmations)
