@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup tutorial test lab student student-lab bench full lint clean
+.PHONY: setup tutorial test lab student student-lab book book-check bench full lint clean
 
 ## setup: create .venv and install the package with its dev extras
 setup: $(STAMP)
@@ -45,6 +45,20 @@ student: setup
 student-lab: student
 	$(BIN)/jupyter lab student/
 
+## book: the course as a website in book/_build/html, from the executed notebooks of a run:
+## RUN=quick by default (run first if it is missing), EDITION=lecturer (solutions collapsed)
+## or EDITION=student (no solutions). Open book/_build/html/index.html, or copy the folder to
+## any static host
+RUN     ?= quick
+EDITION ?= lecturer
+book: setup
+	$(BIN)/python -m pdc_utils book --run '$(RUN)' --edition '$(EDITION)'
+
+## book-check: the built book in headless Chromium with no network (pages, images, formulas,
+## navigation, search); a screenshot per page in book/_build/screenshots
+book-check: setup
+	$(BIN)/python tests/browser/check_book.py book/_build/html
+
 ## bench: the benchmarks of bench/, tables written to bench/results/
 bench: setup
 	$(BIN)/python bench/bench_distance.py
@@ -60,6 +74,6 @@ full: setup
 lint: setup
 	$(BIN)/python -m ruff check .
 
-## clean: remove caches (keeps .venv, runs/ and figures/)
+## clean: remove caches and the built book (keeps .venv, runs/ and figures/)
 clean:
-	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	rm -rf .pytest_cache .ruff_cache build *.egg-info book/_build

@@ -1,5 +1,5 @@
 """Command line: ``python -m pdc_utils run|train --profile NAME``, ``profiles``,
-``student-copies``, ``grade``."""
+``student-copies``, ``grade``, ``book``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 
+from pdc_utils import book as book_module
 from pdc_utils import config, exercises, locking, run
 
 
@@ -48,7 +49,37 @@ def build_parser() -> argparse.ArgumentParser:
         "grade", help="count the exercise verdicts (correct, not yet, ...) saved in executed "
         "student notebooks")
     grade.add_argument("dir", help="folder of executed notebooks (*.ipynb with their outputs)")
+    book = commands.add_parser(
+        "book", help="the course as a website: a run's executed notebooks with the README's "
+        "results, glossary and reading list and docs/, in BUILD_DIR/html")
+    book.add_argument("--run", default=None, help=f"the run to show (default: "
+                      f"{book_module.DEFAULT_RUN}, which is run first if it is missing)")
+    book.add_argument("--edition", default="lecturer",
+                      help=f"one of {', '.join(book_module.EDITIONS)} (default: lecturer)")
+    book.add_argument("--build-dir", default=None,
+                      help="where the sources, doctrees and html/ go (default: book/_build)")
     return parser
+
+
+def _book(args: argparse.Namespace) -> int:
+    """``book``: build the website; the default run is run first if it has not been."""
+    name = args.run if args.run is not None else book_module.DEFAULT_RUN
+    try:
+        book_module.check_edition(args.edition)
+        if name == book_module.DEFAULT_RUN and book_module.missing_notebooks(name):
+            print(f"run {name!r} has not executed every notebook yet: running it first "
+                  f"(python -m pdc_utils run --profile {name})", flush=True)
+            run.run_series(name)
+        index = book_module.build(name, args.edition, args.build_dir)
+    except (ValueError, FileNotFoundError, run.RunError, locking.RunInUse,
+            book_module.BookError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again", file=sys.stderr)
+        return 130
+    print(f"the book ({args.edition} edition of run {name!r}): {index}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(table.to_string(index_names=False))
         return 0
+    if args.command == "book":
+        return _book(args)
     start = time.perf_counter()
     try:
         overrides = dict(run.parse_override(p) for p in args.param)

@@ -463,7 +463,7 @@ def describe_profiles() -> str:
     return "\n\n".join(blocks)
 
 
-_LECTURER_ONLY = {"solution", "lecturer"}
+LECTURER_ONLY_TAGS = frozenset({"solution", "lecturer"})
 """Tags of the cells that student copies leave out."""
 
 
@@ -504,7 +504,7 @@ def write_student_copies(out_dir: str | os.PathLike, directory: Path | None = No
     for path in paths:
         notebook = nbformat.read(str(path), as_version=4)
         notebook.cells = [c for c in notebook.cells
-                          if not _LECTURER_ONLY & set(c.get("metadata", {}).get("tags", []))]
+                          if not LECTURER_ONLY_TAGS & set(c.get("metadata", {}).get("tags", []))]
         for cell in notebook.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None

@@ -10,8 +10,9 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
+from test_book import check_built_book
 
-from pdc_utils import config, run, run_record
+from pdc_utils import book, config, run, run_record
 from pdc_utils.exercises import EXERCISES
 
 NOTEBOOKS = sorted(run.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
@@ -158,6 +159,10 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     unchecked = {"03.upen": "not attempted"}  # needs a second run, so it has no solution cell
     for exercise, verdict in verdicts.items():
         assert verdict.startswith(unchecked.get(exercise, "correct")), (exercise, verdict)
+
+    # the book of this run (make book), built before the students' copies replace 01 and 06
+    check_built_book(book.build("smoke", "lecturer", isolated_run_dirs / "book"), "smoke",
+                     "smoke")
 
     # the students' copies: no solution cells, every exercise "not attempted", nothing fails.
     # Two of them run here (a third of the suite's time would go to running all six again);
