@@ -24,7 +24,7 @@ def series(isolated_run_dirs):
     folder.mkdir()
     notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {
         "name": "python3", "language": "python", "display_name": "Python 3"}})
-    notebook.cells = [nbformat.v4.new_code_cell("seed: int = 0\nn_seeds: int = 3",
+    notebook.cells = [nbformat.v4.new_code_cell("seed: int = 0\npgd_steps: int = 3",
                                                 metadata={"tags": ["parameters"]}),
                       nbformat.v4.new_code_cell("scores = attack()")]
     nbformat.write(notebook, str(folder / f"{NOTEBOOK}.ipynb"))
@@ -40,7 +40,7 @@ def stand_in(monkeypatch, outcome: str, table: bool = False) -> None:
         notebook.cells[0].source += f"\n# injected: {parameters}"
         if table:
             results = config.results_dir(parameters.get("run_name", "series"))
-            pd.DataFrame({"method": ["source"], "clean": [float(parameters["n_seeds"])]}
+            pd.DataFrame({"method": ["source"], "clean": [float(parameters["pgd_steps"])]}
                          ).to_csv(results / "transfer_attack.csv", index=False)
         if outcome == "fails":
             notebook.cells[1].outputs = [nbformat.v4.new_output(
@@ -54,8 +54,8 @@ def stand_in(monkeypatch, outcome: str, table: bool = False) -> None:
     monkeypatch.setattr(papermill, "execute_notebook", execute)
 
 
-def run_it(series, n_seeds):
-    return run.run_series("smoke", run_name="series", overrides={"n_seeds": n_seeds},
+def run_it(series, pgd_steps):
+    return run.run_series("smoke", run_name="series", overrides={"pgd_steps": pgd_steps},
                           directory=series, progress=False)
 
 
@@ -75,7 +75,7 @@ def test_a_failed_rerun_keeps_the_last_good_copy_and_its_record(series, isolated
     stand_in(monkeypatch, "done", table=True)
     run_it(series, 2)
     good = copies(isolated_run_dirs)
-    assert list(good) == [f"{NOTEBOOK}.ipynb"] and "'n_seeds': 2" in good[f"{NOTEBOOK}.ipynb"]
+    assert list(good) == [f"{NOTEBOOK}.ipynb"] and "'pgd_steps': 2" in good[f"{NOTEBOOK}.ipynb"]
     record = config.results_dir("series") / f"made_with_{NOTEBOOK}.json"
     recorded = record.read_text()
 
@@ -89,12 +89,12 @@ def test_a_failed_rerun_keeps_the_last_good_copy_and_its_record(series, isolated
     assert f"the last successful copy {out / f'{NOTEBOOK}.ipynb'}" in message
     after = copies(isolated_run_dirs)
     assert after[f"{NOTEBOOK}.ipynb"] == good[f"{NOTEBOOK}.ipynb"]
-    assert "'n_seeds': 3" in after[f"{NOTEBOOK}.failed.ipynb"]
+    assert "'pgd_steps': 3" in after[f"{NOTEBOOK}.failed.ipynb"]
     assert f"{NOTEBOOK}.partial.ipynb" not in after
     assert record.read_text() == recorded
 
     # the table the failed run did not touch is still shown under the parameters it has
-    run.write_summary("smoke", run.resolve_parameters("smoke", "series", {"n_seeds": 2}), {})
+    run.write_summary("smoke", run.resolve_parameters("smoke", "series", {"pgd_steps": 2}), {})
     assert "| source | 2 |" in summary_section(isolated_run_dirs)
 
     # a success removes the old failure's copy
@@ -108,10 +108,10 @@ def test_a_table_rewritten_by_a_failed_run_is_not_shown_under_the_old_parameters
     config.results_dir("series").mkdir(parents=True)
     stand_in(monkeypatch, "done", table=True)
     run_it(series, 2)
-    stand_in(monkeypatch, "fails", table=True)  # rewrites the table with n_seeds 3, then fails
+    stand_in(monkeypatch, "fails", table=True)  # rewrites the table with pgd_steps 3, then fails
     with pytest.raises(run.RunError):
         run_it(series, 3)
-    run.write_summary("smoke", run.resolve_parameters("smoke", "series", {"n_seeds": 2}), {})
+    run.write_summary("smoke", run.resolve_parameters("smoke", "series", {"pgd_steps": 2}), {})
     section = summary_section(isolated_run_dirs)
     assert "| source |" not in section
     assert "Not shown: `transfer_attack.csv` was changed after notebook 04 last succeeded" in (

@@ -212,8 +212,9 @@ def test_smoke_run_of_the_untrained_control_with_the_spread_term(isolated_run_di
     record = pd.read_json(folder / "models" / "f2_diverge.json", typ="series")
     assert record["keep_dim"] == 1.0 and record["alpha"] > 0
     assert "diverge_from untrained" in (folder / "results" / "verdict.md").read_text()
-    # notebook 05 with other parameters than the networks': refused, the values named
-    with pytest.raises(run.RunError, match="keep_dim = 1.0"):
+    # notebook 05 with other training values than the networks': refused before it runs,
+    # the values named (the run record)
+    with pytest.raises(ValueError, match=r"keep_dim = 1\.0 \(this command: 0\.5\)"):
         run.run_series("smoke", run_name="control", overrides={**overrides, "keep_dim": 0.5},
                        notebooks=["05"], progress=False)
 
