@@ -339,7 +339,21 @@ def verdict_text(gap: pd.DataFrame, *, run_name: str, dataset: str, design: str,
     text = head + "; ".join(parts)
     if n < 2:
         return text + ". One pair is one draw of training randomness: no interval, no test."
+    clean = gap[gap["attack"] == "clean"].iloc[0]
+    ending = (f"On clean images: {clean['difference']:+.1f} [{clean['low']:+.1f}, "
+              f"{clean['high']:+.1f}]. "
+              + (f"{n} pairs make an illustration, not a result: "
+                 "bench/results/diverge_confirm.md holds the confirmatory study."
+                 if n < CONFIRMATORY_PAIRS else ""))
     m = int(attacked["p_holm"].notna().sum())
+    if m == 0:
+        reason = no_test_reason(np.zeros(n)) or ("the pairs' differences do not vary beyond "
+                                                 "float rounding")
+        return text + f"; no p-value and no claim either way: {reason}. " + ending
+    untested = len(attacked) - m
+    if untested:
+        text += (f" ({untested} of them get no test: their pairs' differences do not vary "
+                 "beyond float rounding)")
     up = attacked[(attacked["p_holm"] < alpha_level) & (attacked["difference"] > 0)]
     down = attacked[(attacked["p_holm"] < alpha_level) & (attacked["difference"] < 0)]
     uncorrected = int((attacked["p_value"] < alpha_level).sum())
@@ -357,13 +371,9 @@ def verdict_text(gap: pd.DataFrame, *, run_name: str, dataset: str, design: str,
     else:
         claim = (f"after Holm's correction over the {m} comparisons no difference is "
                  f"significant at {alpha_level:g} ({uncorrected} of {m} would be without the "
-                 f"correction): this run shows no effect either way")
-    clean = gap[gap["attack"] == "clean"].iloc[0]
-    return (text + "; " + claim + f". On clean images: {clean['difference']:+.1f} "
-            f"[{clean['low']:+.1f}, {clean['high']:+.1f}]. "
-            + (f"{n} pairs make an illustration, not a result: "
-               "bench/results/diverge_confirm.md holds the confirmatory study."
-               if n < CONFIRMATORY_PAIRS else ""))
+                 f"correction): this run finds no evidence of an effect either way, which "
+                 f"is not evidence that there is none")
+    return text + "; " + claim + ". " + ending
 
 
 #: The committed tables of the studies (``bench/results/``), by the name notebook 06 uses,

@@ -138,3 +138,40 @@ def test_largest_difference_reading_reconciles_a_large_mean_with_no_finding():
     two = gap.assign(n_seeds=2, p_value=np.nan, p_holm=np.nan, seeds_ahead=2)
     reading = evidence.largest_difference_reading(two)
     assert "no test here (a test needs at least 3 pairs)" in reading
+
+
+def _gap(n_seeds: int, p_values: list[float]) -> pd.DataFrame:
+    """A seed_differences table: clean, then FGM at two ε from f1, with these p-values."""
+    rows = [("clean", 0.0, "none"), ("fgm", 0.1, "f1"), ("fgm", 0.2, "f1")]
+    gap = pd.DataFrame(rows, columns=["attack", "eps", "attackers"])
+    gap["difference"], gap["low"], gap["high"] = [0.5, 2.0, -1.0], [-1.0, 1.0, -2.0], \
+        [2.0, 3.0, 0.0]
+    gap["n_seeds"], gap["n_attackers"] = n_seeds, 1
+    gap["p_value"] = [np.nan, *p_values]
+    attacked = gap["attack"] != "clean"
+    gap["p_holm"] = np.nan
+    p = gap.loc[attacked, "p_value"]
+    gap.loc[attacked & p.notna(), "p_holm"] = evidence.holm(p.dropna().to_numpy())
+    return gap
+
+
+def _verdict(gap: pd.DataFrame) -> str:
+    return evidence.verdict_text(gap, run_name="r", dataset="digits", design="reference",
+                                 penalty="v", alpha=1.0, protocol="pixel")
+
+
+def test_a_verdict_of_two_pairs_makes_no_claim_and_says_why():
+    text = _verdict(_gap(2, [np.nan, np.nan]))
+    assert "no p-value and no claim either way: 2 seed pairs (a test needs at least 3)" in text
+    assert "comparisons" not in text and "significant" not in text
+
+
+def test_a_verdict_names_the_comparisons_left_untested_for_rounding():
+    text = _verdict(_gap(4, [0.001, np.nan]))
+    assert "1 of them get no test" in text and "over the 1 comparisons" in text
+
+
+def test_a_verdict_that_finds_nothing_does_not_say_there_is_nothing():
+    text = _verdict(_gap(4, [0.3, 0.6]))
+    assert "no evidence of an effect either way, which is not evidence that there is none" in (
+        text)

@@ -127,10 +127,11 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
     assert (gap["n_seeds"] == 2).all()
     assert {"difference", "low", "high", "attackers", "p_value", "p_holm"} <= set(gap.columns)
     attacked = gap[gap["attack"] != "clean"]
-    assert set(attacked["attackers"]) == {"f1", "others"} and attacked["p_holm"].notna().all()
-    assert (attacked["p_holm"] >= attacked["p_value"]).all()
+    # two pairs: intervals, but no p-value (a t-test needs three) and no claim either way
+    assert set(attacked["attackers"]) == {"f1", "others"} and attacked["low"].notna().all()
+    assert attacked[["p_value", "p_holm"]].isna().all().all()
     verdict = (results / "verdict.md").read_text()
-    assert f"{len(attacked)} comparisons" in verdict and "illustration" in verdict
+    assert "no claim either way: 2 seed pairs" in verdict and "illustration" in verdict
     alignment = pd.read_csv(results / "gradient_alignment.csv")
     assert list(alignment.columns) == ["model", "attack_source", "cosine_mean", "cosine_std", "n"]
 
