@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup tutorial test lab student student-lab book book-check bench full lint clean
+.PHONY: setup tutorial test test-all lab student student-lab book book-check bench full lint clean
 
 ## setup: create .venv and install the package with its dev extras
 setup: $(STAMP)
@@ -21,8 +21,15 @@ tutorial: setup
 	$(BIN)/python -m pdc_utils run --profile quick
 
 ## test: the test suite, including a papermill smoke run of every notebook
-## (two pytest workers: much of the suite is single-threaded tracing and kernel start-up)
+## (two pytest workers: much of the suite is single-threaded tracing and kernel start-up;
+## the slowest duplicates of covered paths are marked `slow` and left to test-all;
+## the 15 longest tests are listed at the end)
 test: setup
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest -n 2 -m "not slow" --durations=15
+
+## test-all: the whole suite, the `slow` variants included
+test-all: setup
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -n 2
 

@@ -153,7 +153,8 @@ def _chain(info, calls, stop_at=None):
             for k, name in enumerate(names)]
 
 
-@pytest.mark.parametrize("penalty", ["v", "u"])
+# the U penalty resumes by the same code; its run is the suite's costliest duplicate
+@pytest.mark.parametrize("penalty", ["v", pytest.param("u", marks=pytest.mark.slow)])
 def test_interrupted_chain_resumes_to_the_weights_of_an_uninterrupted_one(
         digits, isolated_run_dirs, penalty):
     """A chain (paper_code design) killed in epoch 1 of its last net resumes there and ends
@@ -276,7 +277,9 @@ def test_dcor_is_float32_under_mixed_precision_and_xla(digits):
 
 GPU_PROFILE_NETWORKS = [("cifar10", "resnet18")] + [
     ("imagenette", name) for name in
-    ("resnet18", "resnet34", "resnet50", "resnet152", "mobilenet_v3_small", "efficientnet_b0")]
+    ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "efficientnet_b0")] + [
+    # ResNet-152 is ResNet-50's bottleneck blocks, more of them: the slowest step to trace
+    pytest.param("imagenette", "resnet152", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize(("dataset", "network"), GPU_PROFILE_NETWORKS)
