@@ -14,15 +14,38 @@ import matplotlib.pyplot as plt
 
 from pdc_utils import artifacts
 
-#: Colours of the three networks of the series, used by every figure that shows them.
-MODEL_COLORS = {
-    "f1": "#4C72B0",
-    "source": "#4C72B0",
-    "f2_baseline": "#DD8452",
+#: One colour per role of a network, used by every figure of notebooks 02-05 that shows
+#: networks: the attackers (f1 and the independent ones), the baselines, the diverged networks,
+#: and grey for references that are no trained role (an untrained network, shuffled pairs).
+ROLE_COLORS = {
+    "attacker": "#4C72B0",
     "baseline": "#DD8452",
-    "f2_diverge": "#55A868",
-    "diverge": "#55A868",
+    "diverged": "#55A868",
+    "chain net": "#8172B3",
+    "other": "#999999",
 }
+
+#: The same colours by the names the result tables use for a role (``method`` = ``source``,
+#: ``baseline``, ``diverge``) and by the first network of each role.
+MODEL_COLORS = {
+    "f1": ROLE_COLORS["attacker"],
+    "source": ROLE_COLORS["attacker"],
+    "f2_baseline": ROLE_COLORS["baseline"],
+    "baseline": ROLE_COLORS["baseline"],
+    "f2_diverge": ROLE_COLORS["diverged"],
+    "diverge": ROLE_COLORS["diverged"],
+}
+
+
+def role(name: str) -> str:
+    """The role of a network of the series by its name: ``attacker`` (``f1``, ``f1_a<k>``),
+    ``baseline`` (``f2_baseline``, ``f2_baseline_s<s>``), ``diverged`` (``f2_diverge…``),
+    ``chain net`` (the middle nets of a ``paper_code`` chain), else ``other``."""
+    for prefix, found in (("f2_baseline", "baseline"), ("f2_diverge", "diverged"),
+                          ("f1", "attacker")):
+        if name == prefix or name.startswith(prefix + "_"):
+            return found
+    return "chain net" if name.startswith("chain_") else "other"
 
 
 def use_style() -> None:
@@ -60,12 +83,10 @@ def close(fig: matplotlib.figure.Figure) -> None:
 
 
 def model_color(name: str) -> str:
-    """The series colour of a network: by its role (f1, baseline, diverged), whatever its seed
-    suffix; grey for anything else (e.g. the middle nets of a chain)."""
-    for role in ("f2_baseline", "f2_diverge", "f1"):
-        if name == role or name.startswith(role + "_"):
-            return MODEL_COLORS[role]
-    return MODEL_COLORS.get(name, "#999999")
+    """The series colour of a network, by its role (:func:`role`, :data:`ROLE_COLORS`),
+    whatever its seed suffix; also for a table's ``method`` (``source``, ``baseline``,
+    ``diverge``)."""
+    return MODEL_COLORS.get(name, ROLE_COLORS[role(name)])
 
 
 def plot_histories(histories: dict, metrics: tuple[str, ...] = ("accuracy", "ce"),
