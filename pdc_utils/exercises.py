@@ -437,8 +437,8 @@ EXERCISES: dict[str, Exercise] = {
         "is measured, not its cause."),
     "02.sgd_step": Exercise(
         "function", _sgd_cases,
-        "add weight_decay * w to g first; then velocity = momentum * velocity - lr * gradient "
-        "and new_w = w + velocity", rtol=1e-5),
+        "section 3's two update formulas, with its g: the gradient of the whole loss L(w), "
+        "L2 term included", rtol=1e-5),
     # 03 · diverge training
     "03.bias_batch": Exercise(
         "choice", lambda: _sha("b"), "what happens to the V-statistic's bias as n grows?",
