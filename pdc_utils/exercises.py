@@ -95,6 +95,12 @@ def _u_dcor(x, y) -> float:
                                             np.asarray(y, np.float64)))
 
 
+def _fewest_permutations(level: float) -> int:
+    """The fewest permutations B with which a permutation test can report p < ``level``: its
+    smallest p-value is 1 / (B + 1)."""
+    return int(np.floor(1 / level))  # 1 / (B + 1) < level  <=>  B > 1 / level - 1
+
+
 def _distance_matrices():
     rng = np.random.default_rng(11)
     cases = []
@@ -398,8 +404,13 @@ EXERCISES: dict[str, Exercise] = {
     "01.scaling": Exercise("value", lambda x, y: _dcor(x, y),
                            "a global scale multiplies dCov(X, Y) and sqrt(dVar(X)) alike",
                            mistakes=_v_mistakes),
-    "01.smallest_p": Exercise("value", lambda: 1 / 100,
-                              "the observed pairing counts as one of the permutations"),
+    "01.permutations": Exercise(
+        "value", lambda: _fewest_permutations(0.001),
+        "the observed pairing counts as one of the permutations", rtol=0.0, atol=0.5,
+        too_low="with that few permutations the test cannot report a p-value below 0.001, "
+        "however strong the dependence (the run above shows what it reported)",
+        too_high="that many permutations reach below 0.001, but fewer do too: the question "
+        "asks for the fewest"),
     "01.pdcor_self": Exercise("value", lambda: 0.0,
                               "what is the residual P_Z(X) when Z's matrix is X's own?"),
     "01.double_centring": Exercise(
@@ -408,12 +419,13 @@ EXERCISES: dict[str, Exercise] = {
     "01.u_centring": Exercise(
         "function", lambda: _centring_cases("u"),
         "divide row and column sums by n - 2, the grand sum by (n-1)(n-2); zero diagonal"),
-    "01.bias": Exercise(
-        "choice", lambda: _sha("b"), "which estimator's dCov² part is unbiased (section 3)?",
-        explanation="the V-statistic keeps the i = j terms and is biased upwards, the more so "
-        "the higher the dimension is next to n: with 64 points in 128 dimensions it is far "
-        "from 0. The U-statistic's dCov² is unbiased, so for independent samples its dCor² is "
-        "close to 0 on average (single values can be negative)."),
+    "01.bias_128d": Exercise(
+        "value", lambda v_values: float(np.mean(v_values)),
+        "compare with section 3's V-statistic at n = 64, where the data had 3 dimensions",
+        rtol=0.0, atol=0.15,
+        too_low="the run's mean is well above your prediction: the V-statistic's bias grows "
+        "with the dimension next to n",
+        too_high="the run's mean is well below your prediction"),
     # 02 · baseline training
     "02.accuracy": Exercise(
         "value", lambda outputs: 100 * np.mean(outputs["f1"]["predictions"]

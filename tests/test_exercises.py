@@ -103,9 +103,9 @@ def test_every_choice_explains_a_right_answer_only(capsys):
 
 
 def test_score_counts_each_exercises_latest_outcome(capsys):
-    check("01.bias", "a")
-    check("01.bias", "b")  # the latest outcome counts
-    check("01.smallest_p", 0.5)
+    check("01.permutations", 999)
+    check("01.permutations", 1000)  # the latest outcome counts
+    check("01.bias_128d", 0.5, np.full(20, 0.88))
     check("01.pearson", None, np.zeros(3))
     check("01.pdcor_self", "r")
     check("02.why_dependent", "b")  # another notebook's exercise does not count for 01
@@ -113,7 +113,7 @@ def test_score_counts_each_exercises_latest_outcome(capsys):
     score("01")
     assert capsys.readouterr().out == (
         "notebook 01: 1 of 8 exercises correct\n"
-        "  not yet: 01.smallest_p\n"
+        "  not yet: 01.bias_128d\n"
         "  not attempted: 01.pearson\n"
         "  invalid: 01.pdcor_self\n"
         "  not checked: 01.dcor, 01.scaling, 01.double_centring, 01.u_centring\n")
@@ -259,3 +259,15 @@ def test_every_notebook_check_call_passes_the_data_its_check_needs():
                         assert len(required) == given, (path.name, node.args[0].value)
                     calls += 1
     assert calls >= len(EXERCISES)
+
+
+def test_predict_then_run_checks_say_the_side_never_the_value(capsys):
+    v_run = np.full(20, 0.88)
+    assert said(capsys, "01.bias_128d", 0.8, v_run).endswith("correct.\n")
+    low = said(capsys, "01.bias_128d", 0.1, v_run)
+    assert "well above your prediction" in low and "0.88" not in low
+    high = said(capsys, "01.bias_128d", 1.5, np.full(20, 0.2))
+    assert "well below your prediction" in high and "0.2" not in high
+    assert "cannot report a p-value below 0.001" in said(capsys, "01.permutations", 999)
+    assert "fewer do too" in said(capsys, "01.permutations", 5000)
+    assert said(capsys, "01.permutations", 1000).endswith("correct.\n")
