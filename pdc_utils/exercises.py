@@ -170,6 +170,15 @@ def _logit_labels(outputs, onehot, name) -> str:
     return max(values, key=values.get)
 
 
+def _pdcor_swapped(penultimate, base, div) -> float:
+    """Notebook 05, exercise 4: pdCor(φ_div, φ_base; φ_f1), the answer's pdCor with X and Y
+    swapped, in float64."""
+    from pdc_utils.distance import partial_distance_correlation
+
+    x, y, z = (np.asarray(penultimate[k], np.float64) for k in (div, base, "f1"))
+    return float(partial_distance_correlation(x, y, z))
+
+
 def _pgd_cases():
     import tensorflow as tf
 
@@ -494,9 +503,9 @@ EXERCISES: dict[str, Exercise] = {
                        mistakes=_cka_mistakes),
     "05.labels": Exercise("name", lambda table, name: table["U dCor² with labels"]
                           .loc[["f1", name]].idxmax(), "look at the U column of `with_labels`"),
-    "05.symmetric": Exercise("value", lambda lookup, x, y, given: lookup.loc[(x, y, given),
-                                                                             "pdcor"],
-                             "partial_distance_correlation(x, y, z) with x and y swapped"),
+    "05.symmetric": Exercise("value", _pdcor_swapped,
+                             "partial_distance_correlation(x, y, z) of the penultimate "
+                             "features; the check swaps x and y"),
     "05.logit_labels": Exercise(
         "name", _logit_labels,
         "u_distance_correlation_sqr of outputs[name]['logits'] (as float64) with onehot, for "

@@ -71,3 +71,21 @@ def speedup_reading(timing: Mapping[str, Mapping[int, float]], sizes: Sequence[i
               else "not faster at every size")
     return (f"**This run** (d = {dim} fixed): the broadcast form took {measured}, so the Gram "
             f"form was {faster}; {trend}.")
+
+
+def bias_by_n_reading(by_n, name: str) -> str:
+    """Notebook 05, section 4: how the V- and U-statistic dCor² of ``name``'s and f1's
+    features moved from the smallest to the largest n of the table ``by_n`` (columns ``n``,
+    ``V dCor²``, ``U dCor²``), and how far apart the two were at each end."""
+    first, last = by_n.iloc[0], by_n.iloc[-1]
+    if len(by_n) == 1:
+        return (f"**This run.** One n only ({int(first['n'])}): V dCor² {first['V dCor²']:.3f}, "
+                f"U dCor² {first['U dCor²']:.3f}, so the table shows no trend.")
+    gap_first = first["V dCor²"] - first["U dCor²"]
+    gap_last = last["V dCor²"] - last["U dCor²"]
+    change = ("narrower" if abs(gap_last) < abs(gap_first) else "not narrower")
+    return (f"**This run** ({name} against f1): from n = {int(first['n'])} to "
+            f"{int(last['n'])}, the V-statistic went from {first['V dCor²']:.3f} to "
+            f"{last['V dCor²']:.3f} and the U-statistic from {first['U dCor²']:.3f} to "
+            f"{last['U dCor²']:.3f}; V − U was {gap_first:+.3f} at the smallest n and "
+            f"{gap_last:+.3f} at the largest, {change} at the largest n.")

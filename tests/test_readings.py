@@ -35,3 +35,15 @@ def test_speedup_reading_says_only_what_was_measured(broadcast, trend, faster):
     assert "2.0 times the Gram form's time at n = 64" in text or "4.0 times" in text
     skipped = readings.speedup_reading({"gram": {64: 0.001}, "broadcast": {}}, [64], 32)
     assert "skipped at every n" in skipped
+
+
+def test_bias_by_n_reading_reads_the_ends_of_the_table():
+    import pandas as pd
+
+    by_n = pd.DataFrame({"n": [25, 100, 360], "V dCor²": [0.6, 0.4, 0.3],
+                         "U dCor²": [0.1, 0.15, 0.2]})
+    text = readings.bias_by_n_reading(by_n, "f2_diverge")
+    assert "from n = 25 to 360, the V-statistic went from 0.600 to 0.300" in text
+    assert "V − U was +0.500 at the smallest n and +0.100 at the largest, narrower" in text
+    one = readings.bias_by_n_reading(by_n.iloc[:1], "f2_diverge")
+    assert "One n only (25)" in one and "no trend" in one
