@@ -391,9 +391,14 @@ def role_histories(histories: dict, roles: dict[str, list[str]], metrics: tuple[
                     if column in history:  # markers: a one-epoch training is a point
                         ax.plot(history["epoch"] + 1, scale * history[column], style,
                                 color=color, lw=1.3, ms=2.5, alpha=0.8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs = max(int(histories[name]["epoch"].max()) + 1 for names in roles.values()
+                     for name in names)
+        if epochs <= 12:  # every epoch a tick (a locator would put fractions around one)
+            ax.set_xticks(range(1, epochs + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("%" if metric in percent else metric)
+        ax.set_ylabel("%" if metric in percent else titles.get(metric, metric))
         ax.set_title(titles.get(metric, metric))
     handles = [Line2D([], [], color=model_color(names[0]), lw=3,
                       label=f"{role} ({len(names)} network{'s' * (len(names) > 1)})")
