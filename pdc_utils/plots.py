@@ -206,7 +206,8 @@ def seed_intervals(gap, n_seeds: int) -> matplotlib.figure.Figure:
     labels = list(dict.fromkeys(a if a == "clean" else f"{a} {e:g}"
                                 for a, e in zip(gap["attack"], gap["eps"], strict=True)))
     families = list(dict.fromkeys(gap["attackers"]))
-    colours = {"none": "grey", "f1": MODEL_COLORS["diverge"], "others": MODEL_COLORS["f1"]}
+    # both families are attackers: the attacker colour, dark for f1 and light for the others
+    colours = {"none": "grey", "f1": ROLE_COLORS["attacker"], "others": "#9DB4DA"}
     for i, family in enumerate(families):
         rows = gap[gap["attackers"] == family]
         x = [labels.index(a if a == "clean" else f"{a} {e:g}") + 0.15 * (i - 1)
