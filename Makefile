@@ -33,9 +33,11 @@ test-all: setup
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -n 2
 
-## lab: open the notebooks in JupyterLab (the lecturer's copies, with the solutions)
+## lab: open the notebooks in JupyterLab (the lecturer's copies, with the solutions), with the
+## course's settings (lab-settings/overrides.json: no news pop-up, no update check)
+LAB := $(BIN)/jupyter lab --LabApp.app_settings_dir='$(CURDIR)/lab-settings'
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(LAB) notebooks/
 
 ## student: the notebooks for students in student/: no solution cells, no lecturer notes, no
 ## outputs. Copies already there may hold a student's work: they are kept unless FORCE=1
@@ -45,12 +47,12 @@ student: setup
 			"they are (make student FORCE=1 replaces them, as --force does)"; \
 	else \
 		$(BIN)/python -m pdc_utils student-copies --out student $(if $(FORCE),--force) && \
-		echo "open them with: $(BIN)/jupyter lab student/"; \
+		echo "open them with: make student-lab"; \
 	fi
 
 ## student-lab: make student, then open student/ in JupyterLab
 student-lab: student
-	$(BIN)/jupyter lab student/
+	$(LAB) student/
 
 ## book: the course as a website in book/_build/html, from the executed notebooks of a run:
 ## RUN=quick by default (run first if it is missing), EDITION=lecturer (solutions collapsed)

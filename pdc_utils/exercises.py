@@ -33,6 +33,7 @@ executed notebooks, for ``python -m pdc_utils grade DIR``.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import re
 from collections.abc import Callable
@@ -54,6 +55,12 @@ class Exercise:
     produce from the same data, keyed by the sentence that names the mistake: a wrong answer
     equal to one of them is told that sentence instead of ``hint``. ``explanation`` (choice
     exercises) is printed after a right answer: why it is right and the others are not.
+
+    ``shape_mistakes`` maps an answer's shape (for a value exercise expecting another shape)
+    to the sentence that names the mistake that gives it (``np.corrcoef``'s 2 × 2 matrix for
+    one correlation). ``too_low`` / ``too_high`` (predict-then-run exercises, whose expected
+    value is what the run measured) are said to a wrong answer no mistake explains, by the
+    side it is on, instead of the hint: they give the direction, never the value.
     """
 
     kind: str
@@ -63,6 +70,9 @@ class Exercise:
     atol: float = 1e-6
     mistakes: Callable[..., dict[str, Any]] | None = None
     explanation: str = ""
+    shape_mistakes: dict[tuple[int, ...], str] | None = None
+    too_low: str = ""
+    too_high: str = ""
 
 
 def _sha(text: str) -> str:
@@ -83,6 +93,12 @@ def _u_dcor(x, y) -> float:
 
     return float(u_distance_correlation_sqr(np.asarray(x, np.float64),
                                             np.asarray(y, np.float64)))
+
+
+def _fewest_permutations(level: float) -> int:
+    """The fewest permutations B with which a permutation test can report p < ``level``: its
+    smallest p-value is 1 / (B + 1)."""
+    return int(np.floor(1 / level))  # 1 / (B + 1) < level  <=>  B > 1 / level - 1
 
 
 def _distance_matrices():
@@ -152,6 +168,15 @@ def _logit_labels(outputs, onehot, name) -> str:
     """Notebook 05: whose logits depend more on the labels (U-statistic), f1's or ``name``'s."""
     values = {n: _u_dcor(outputs[n]["logits"], onehot) for n in ("f1", name)}
     return max(values, key=values.get)
+
+
+def _pdcor_swapped(penultimate, base, div) -> float:
+    """Notebook 05, exercise 4: pdCor(φ_div, φ_base; φ_f1), the answer's pdCor with X and Y
+    swapped, in float64."""
+    from pdc_utils.distance import partial_distance_correlation
+
+    x, y, z = (np.asarray(penultimate[k], np.float64) for k in (div, base, "f1"))
+    return float(partial_distance_correlation(x, y, z))
 
 
 def _pgd_cases():
@@ -308,6 +333,16 @@ def _bh_count(differences, level) -> float:
     return float((benjamini_hochberg(attacked["p_value"].to_numpy()) < level).sum())
 
 
+def _bh_count_mistakes(expected, differences, level) -> dict[str, float]:
+    from pdc_utils.evidence import holm
+
+    p = differences.loc[differences["attack"] != "clean", "p_value"].to_numpy()
+    return {"that is the count without any correction (raw p-values below level): adjust "
+            "them with your bh_by_hand first": float((p < level).sum()),
+            "that is the count with Holm's adjusted values: this exercise asks for "
+            "Benjamini–Hochberg's": float((holm(p) < level).sum())}
+
+
 # --------------------------------------------------------------------- common mistakes
 # Each gives {sentence naming the mistake: the value it produces}, from the expected value and
 # the exercise's data; only called for a wrong answer, so the extra statistics cost nothing
@@ -364,16 +399,27 @@ def _cka_mistakes(value: float, feats, name) -> dict[str, float]:
 
 EXERCISES: dict[str, Exercise] = {
     # 01 · distance correlation
-    "01.pearson": Exercise("value", lambda x: np.corrcoef(x, x**2)[0, 1],
-                           "np.corrcoef(a, b) gives a matrix; you want an off-diagonal entry"),
+    "01.pearson": Exercise(
+        "value", lambda x: np.corrcoef(x, x**2)[0, 1],
+        "compute this sample's r from x_ex and x_ex ** 2 (np.corrcoef)",
+        mistakes=lambda value, x: {
+            "0 is r in the population (x symmetric around 0); the exercise asks for this "
+            "sample's r, which is small but not exactly 0": 0.0},
+        shape_mistakes={(2, 2): "np.corrcoef(a, b) gives the 2 × 2 matrix of correlations; "
+                        "r of a with b is one of its off-diagonal entries"}),
     "01.dcor": Exercise("value", lambda x: _dcor(x, x**2),
                         "D.distance_correlation_sqr takes 1-D arrays too",
                         mistakes=lambda value, x: _v_mistakes(value, x, x**2)),
     "01.scaling": Exercise("value", lambda x, y: _dcor(x, y),
                            "a global scale multiplies dCov(X, Y) and sqrt(dVar(X)) alike",
                            mistakes=_v_mistakes),
-    "01.smallest_p": Exercise("value", lambda: 1 / 100,
-                              "the observed pairing counts as one of the permutations"),
+    "01.permutations": Exercise(
+        "value", lambda: _fewest_permutations(0.001),
+        "the observed pairing counts as one of the permutations", rtol=0.0, atol=0.5,
+        too_low="with that few permutations the test cannot report a p-value below 0.001, "
+        "however strong the dependence (the run above shows what it reported)",
+        too_high="that many permutations reach below 0.001, but fewer do too: the question "
+        "asks for the fewest"),
     "01.pdcor_self": Exercise("value", lambda: 0.0,
                               "what is the residual P_Z(X) when Z's matrix is X's own?"),
     "01.double_centring": Exercise(
@@ -382,12 +428,13 @@ EXERCISES: dict[str, Exercise] = {
     "01.u_centring": Exercise(
         "function", lambda: _centring_cases("u"),
         "divide row and column sums by n - 2, the grand sum by (n-1)(n-2); zero diagonal"),
-    "01.bias": Exercise(
-        "choice", lambda: _sha("b"), "which estimator's dCov² part is unbiased (section 3)?",
-        explanation="the V-statistic keeps the i = j terms and is biased upwards, the more so "
-        "the higher the dimension is next to n: with 64 points in 128 dimensions it is far "
-        "from 0. The U-statistic's dCov² is unbiased, so for independent samples its dCor² is "
-        "close to 0 on average (single values can be negative)."),
+    "01.bias_128d": Exercise(
+        "value", lambda v_values: float(np.mean(v_values)),
+        "compare with section 3's V-statistic at n = 64, where the data had 3 dimensions",
+        rtol=0.0, atol=0.15,
+        too_low="the run's mean is well above your prediction: the V-statistic's bias grows "
+        "with the dimension next to n",
+        too_high="the run's mean is well below your prediction"),
     # 02 · baseline training
     "02.accuracy": Exercise(
         "value", lambda outputs: 100 * np.mean(outputs["f1"]["predictions"]
@@ -411,8 +458,8 @@ EXERCISES: dict[str, Exercise] = {
         "is measured, not its cause."),
     "02.sgd_step": Exercise(
         "function", _sgd_cases,
-        "add weight_decay * w to g first; then velocity = momentum * velocity - lr * gradient "
-        "and new_w = w + velocity", rtol=1e-5),
+        "section 3's two update formulas, with its g: the gradient of the whole loss L(w), "
+        "L2 term included", rtol=1e-5),
     # 03 · diverge training
     "03.bias_batch": Exercise(
         "choice", lambda: _sha("b"), "what happens to the V-statistic's bias as n grows?",
@@ -456,9 +503,9 @@ EXERCISES: dict[str, Exercise] = {
                        mistakes=_cka_mistakes),
     "05.labels": Exercise("name", lambda table, name: table["U dCor² with labels"]
                           .loc[["f1", name]].idxmax(), "look at the U column of `with_labels`"),
-    "05.symmetric": Exercise("value", lambda lookup, x, y, given: lookup.loc[(x, y, given),
-                                                                             "pdcor"],
-                             "partial_distance_correlation(x, y, z) with x and y swapped"),
+    "05.symmetric": Exercise("value", _pdcor_swapped,
+                             "partial_distance_correlation(x, y, z) of the penultimate "
+                             "features; the check swaps x and y"),
     "05.logit_labels": Exercise(
         "name", _logit_labels,
         "u_distance_correlation_sqr of outputs[name]['logits'] (as float64) with onehot, for "
@@ -470,7 +517,8 @@ EXERCISES: dict[str, Exercise] = {
                       "scale the i-th smallest by m / i, then a running minimum from the largest "
                       "down, and put the values back in the original order"),
     "06.bh_count": Exercise("value", _bh_count,
-                            "all settings' attacked rows (attack != 'clean') form one family"),
+                            "all settings' attacked rows (attack != 'clean') form one family",
+                            mistakes=_bh_count_mistakes),
     "06.more_settings": Exercise(
         "choice", lambda: _sha("b"), "the winner is the largest of more noisy zeros",
         explanation="the maximum of more draws of the same noise is larger on average, so the "
@@ -544,9 +592,11 @@ def _describe(value: Any) -> str:
 _ARITHMETIC = re.compile(r"[\d\s.eE+\-*/()]*\d[\d\s.eE+\-*/()]*")
 
 
-def _numbers(value: Any, expected: Any, expects: str) -> np.ndarray:
+def _numbers(value: Any, expected: Any, expects: str,
+             shape_mistakes: dict[tuple[int, ...], str] | None = None) -> np.ndarray:
     """``value`` as a float array if it is numeric with the shape of ``expected``; else
-    :class:`_Invalid` that starts with ``expects`` (e.g. "this exercise expects")."""
+    :class:`_Invalid` that starts with ``expects`` (e.g. "this exercise expects") and, if
+    ``shape_mistakes`` names the mistake that gives the answer's shape, says it."""
     shape = np.shape(expected)
     wanted = "one number such as 0.01" if not shape else f"an array of shape {shape}"
     if isinstance(value, str):
@@ -557,7 +607,9 @@ def _numbers(value: Any, expected: Any, expects: str) -> np.ndarray:
     except (ValueError, TypeError):  # e.g. a ragged list
         values = None
     if values is None or values.dtype.kind not in "iuf" or values.shape != shape:
-        raise _Invalid(f"{expects} {wanted}, got {_describe(value)}")
+        told = (shape_mistakes or {}).get(values.shape) if values is not None else None
+        raise _Invalid(f"{expects} {wanted}, got {_describe(value)}"
+                       + (f" - {told}" if told else ""))
     return values.astype(float)
 
 
@@ -565,10 +617,12 @@ def _close(a: Any, b: Any, exercise: Exercise) -> bool:
     return bool(np.allclose(a, b, rtol=exercise.rtol, atol=exercise.atol))
 
 
-def _rounded_to(values: np.ndarray, expected: np.ndarray) -> int | None:
-    """The most decimals (1 to 4, as the notebooks print) to which ``expected`` rounds to
-    ``values`` exactly, if any (a rounded 0 does not count: it says nothing)."""
-    for decimals in (4, 3, 2, 1):
+def _rounded_to(values: np.ndarray, expected: np.ndarray,
+                decimals_tried: tuple[int, ...] = (4, 3, 2, 1)) -> int | None:
+    """The most decimals (of ``decimals_tried``; 1 to 4 as the notebooks print) to which
+    ``expected`` rounds to ``values`` exactly, if any (a rounded 0 does not count: it says
+    nothing)."""
+    for decimals in decimals_tried:
         rounded = np.round(expected, decimals)
         if np.any(rounded != 0) and np.allclose(values, rounded, rtol=1e-12, atol=1e-12):
             return decimals
@@ -593,17 +647,33 @@ def _mistake(exercise: Exercise, values: np.ndarray, expected: np.ndarray,
                "asked)"] = 100 * expected
     candidates["your answer is the expected value divided by 100 (a fraction, where a "
                "percentage is asked)"] = expected / 100
+    candidates["your answer is the expected value with the opposite sign: subtract the other "
+               "way round"] = -expected
     for sentence, value in candidates.items():
         value = np.asarray(value, dtype=float)
         if (value.shape == values.shape and np.all(np.isfinite(value))
-                and not _close(value, expected, exercise) and not _close(value, 0, exercise)
-                and _close(values, value, exercise)):
+                and not _close(value, expected, exercise) and _tells(values, value, exercise)):
             return sentence
     decimals = _rounded_to(values, expected)
     if decimals is not None:
         return (f"your answer matches to {decimals} decimal{'s' * (decimals > 1)}: use the "
                 "unrounded value (the variable, not the printed number)")
+    if _rounded_to(values, 100 * expected, (2, 1, 0)) is not None:
+        return ("your answer is a rounded percentage, where a fraction is asked: give the "
+                "unrounded fraction (between 0 and 1 for a probability)")
+    if _rounded_to(values, expected / 100, (4, 3, 2)) is not None:
+        return ("your answer is a rounded fraction, where a percentage is asked: give the "
+                "unrounded percentage (100 times the fraction)")
     return None
+
+
+def _tells(values: np.ndarray, value: np.ndarray, exercise: Exercise) -> bool:
+    """Whether an answer equal to a mistake's ``value`` shows that mistake: a value close to 0
+    shows it only when both are exactly 0 (a mistake that gives 0 itself, such as a
+    population value); otherwise a 0 could come from any mistake."""
+    if _close(value, 0, exercise):
+        return bool(np.all(value == 0) and np.all(values == 0))
+    return _close(values, value, exercise)
 
 
 def _judge(exercise: Exercise, answer: Any, data: tuple) -> tuple[bool | None, str | None]:
@@ -642,13 +712,16 @@ def _judge(exercise: Exercise, answer: Any, data: tuple) -> tuple[bool | None, s
         raise _NotReady("the data this exercise is checked against is not there yet")
     if exercise.kind == "choice":
         return _sha(answer) == expected, None
-    if exercise.kind == "name":
-        return answer == expected, None
-    values = _numbers(answer, expected, "this exercise expects")
+    if exercise.kind == "name":  # "F1" and " f1 " name f1 too
+        return answer.strip().lower() == str(expected).strip().lower(), None
+    values = _numbers(answer, expected, "this exercise expects", exercise.shape_mistakes)
     expected = np.asarray(expected, dtype=float)
     if _close(values, expected, exercise):
         return True, None
-    return False, _mistake(exercise, values, expected, data)
+    mistake = _mistake(exercise, values, expected, data)
+    if mistake is None and (exercise.too_low or exercise.too_high):
+        mistake = exercise.too_low if np.all(values < expected) else exercise.too_high
+    return False, mistake
 
 
 def _assess(exercise: Exercise, answer: Any, data: tuple) -> tuple[str, str]:
@@ -674,16 +747,45 @@ def _assess(exercise: Exercise, answer: Any, data: tuple) -> tuple[str, str]:
     return "not yet", f"not yet. Hint: {exercise.hint}"
 
 
+def _data_names(exercise: Exercise) -> list[str]:
+    """The names of the data an exercise's check is computed from (none for a function
+    exercise, whose cases are made here); parameters with defaults are the module's own."""
+    if exercise.kind == "function":
+        return []
+    return [name for name, parameter in inspect.signature(exercise.expected).parameters.items()
+            if parameter.default is inspect.Parameter.empty]
+
+
+def _check_data(exercise_id: str, data: tuple) -> None:
+    """Refuse a call of ``check`` without the data its expected answer is computed from, or
+    with ``None`` for them (a cell above not run), in one line that names them; before any
+    work, so the student is not told that their answer failed."""
+    names = _data_names(EXERCISES[exercise_id])
+    call = f"check({exercise_id!r}, answer{''.join(', ' + n for n in names)})"
+    if len(data) != len(names):
+        needs = f"needs {', '.join(names)}" if names else "takes no data"
+        raise TypeError(f"this exercise's check {needs} after the answer, as in the notebook: "
+                        f"{call}; got {len(data)} data argument{'s' * (len(data) != 1)}")
+    missing = [name for name, value in zip(names, data, strict=True) if value is None]
+    if missing:
+        raise ValueError(f"this exercise's check got None for {', '.join(missing)}: run the "
+                         f"cells above that make {'it' if len(missing) == 1 else 'them'} first, "
+                         f"then {call}")
+
+
 def check(exercise_id: str, answer: Any, *data: Any) -> None:
     """Say whether ``answer`` to exercise ``exercise_id`` is right, with a hint if not (or the
     common mistake the answer shows, or for a right choice why it is right).
 
     ``data`` are the notebook's objects the expected answer is computed from. Never raises for
     a wrong answer (an answer that fails to run counts as not yet right); returns nothing. The
-    outcome is kept for :func:`score`.
+    outcome is kept for :func:`score`. A wrong call raises, in one line that names what was
+    wrong: ``ValueError`` for an unknown exercise or ``None`` for its data, ``TypeError`` for
+    missing or extra data.
     """
     if exercise_id not in EXERCISES:
         raise ValueError(f"unknown exercise {exercise_id!r}; known: {', '.join(EXERCISES)}")
+    _check_data(exercise_id, data)
     outcome, verdict = _assess(EXERCISES[exercise_id], answer, data)
     _LATEST[exercise_id] = outcome
     print(f"{exercise_id}: {verdict}")
@@ -700,10 +802,17 @@ def _exercises_of(notebook: str | int | os.PathLike) -> tuple[str, list[str]]:
 def score(notebook: str | int) -> None:
     """Print how many of a notebook's exercises (``"03"`` or ``3`` for notebook 03) are correct
     by their latest check in this kernel, and list the others by outcome; an exercise whose
-    check has not run in this kernel counts as ``not checked``. Returns nothing."""
-    number, exercises = _exercises_of(notebook)
+    check has not run in this kernel counts as ``not checked``. Returns nothing.
+
+    ``ValueError`` for anything but a notebook number (an int, or its digits as text such as
+    ``"01"`` or a notebook's file name), or a notebook without exercises."""
+    known = sorted({e[:2] for e in EXERCISES})
+    if (isinstance(notebook, bool) or not isinstance(notebook, int | str)
+            or not re.fullmatch(r"\d{1,2}(_\w*)?", str(notebook).strip())):
+        raise ValueError(f"score takes a notebook number such as 1 or \"01\" (notebooks with "
+                         f"exercises: {', '.join(known)}), got {_describe(notebook)}")
+    number, exercises = _exercises_of(str(notebook).strip())
     if not exercises:
-        known = sorted({e[:2] for e in EXERCISES})
         raise ValueError(f"notebook {notebook!r} has no exercises; notebooks with exercises: "
                          f"{', '.join(known)}")
     outcomes = {e: _LATEST.get(e, "not checked") for e in exercises}

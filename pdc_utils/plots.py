@@ -14,15 +14,38 @@ import matplotlib.pyplot as plt
 
 from pdc_utils import artifacts
 
-#: Colours of the three networks of the series, used by every figure that shows them.
-MODEL_COLORS = {
-    "f1": "#4C72B0",
-    "source": "#4C72B0",
-    "f2_baseline": "#DD8452",
+#: One colour per role of a network, used by every figure of notebooks 02-05 that shows
+#: networks: the attackers (f1 and the independent ones), the baselines, the diverged networks,
+#: and grey for references that are no trained role (an untrained network, shuffled pairs).
+ROLE_COLORS = {
+    "attacker": "#4C72B0",
     "baseline": "#DD8452",
-    "f2_diverge": "#55A868",
-    "diverge": "#55A868",
+    "diverged": "#55A868",
+    "chain net": "#8172B3",
+    "other": "#999999",
 }
+
+#: The same colours by the names the result tables use for a role (``method`` = ``source``,
+#: ``baseline``, ``diverge``) and by the first network of each role.
+MODEL_COLORS = {
+    "f1": ROLE_COLORS["attacker"],
+    "source": ROLE_COLORS["attacker"],
+    "f2_baseline": ROLE_COLORS["baseline"],
+    "baseline": ROLE_COLORS["baseline"],
+    "f2_diverge": ROLE_COLORS["diverged"],
+    "diverge": ROLE_COLORS["diverged"],
+}
+
+
+def role(name: str) -> str:
+    """The role of a network of the series by its name: ``attacker`` (``f1``, ``f1_a<k>``),
+    ``baseline`` (``f2_baseline``, ``f2_baseline_s<s>``), ``diverged`` (``f2_diverge…``),
+    ``chain net`` (the middle nets of a ``paper_code`` chain), else ``other``."""
+    for prefix, found in (("f2_baseline", "baseline"), ("f2_diverge", "diverged"),
+                          ("f1", "attacker")):
+        if name == prefix or name.startswith(prefix + "_"):
+            return found
+    return "chain net" if name.startswith("chain_") else "other"
 
 
 def use_style() -> None:
@@ -60,12 +83,10 @@ def close(fig: matplotlib.figure.Figure) -> None:
 
 
 def model_color(name: str) -> str:
-    """The series colour of a network: by its role (f1, baseline, diverged), whatever its seed
-    suffix; grey for anything else (e.g. the middle nets of a chain)."""
-    for role in ("f2_baseline", "f2_diverge", "f1"):
-        if name == role or name.startswith(role + "_"):
-            return MODEL_COLORS[role]
-    return MODEL_COLORS.get(name, "#999999")
+    """The series colour of a network, by its role (:func:`role`, :data:`ROLE_COLORS`),
+    whatever its seed suffix; also for a table's ``method`` (``source``, ``baseline``,
+    ``diverge``)."""
+    return MODEL_COLORS.get(name, ROLE_COLORS[role(name)])
 
 
 def plot_histories(histories: dict, metrics: tuple[str, ...] = ("accuracy", "ce"),
@@ -185,7 +206,8 @@ def seed_intervals(gap, n_seeds: int) -> matplotlib.figure.Figure:
     labels = list(dict.fromkeys(a if a == "clean" else f"{a} {e:g}"
                                 for a, e in zip(gap["attack"], gap["eps"], strict=True)))
     families = list(dict.fromkeys(gap["attackers"]))
-    colours = {"none": "grey", "f1": MODEL_COLORS["diverge"], "others": MODEL_COLORS["f1"]}
+    # both families are attackers: the attacker colour, dark for f1 and light for the others
+    colours = {"none": "grey", "f1": ROLE_COLORS["attacker"], "others": "#9DB4DA"}
     for i, family in enumerate(families):
         rows = gap[gap["attackers"] == family]
         x = [labels.index(a if a == "clean" else f"{a} {e:g}") + 0.15 * (i - 1)
@@ -370,9 +392,14 @@ def role_histories(histories: dict, roles: dict[str, list[str]], metrics: tuple[
                     if column in history:  # markers: a one-epoch training is a point
                         ax.plot(history["epoch"] + 1, scale * history[column], style,
                                 color=color, lw=1.3, ms=2.5, alpha=0.8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs = max(int(histories[name]["epoch"].max()) + 1 for names in roles.values()
+                     for name in names)
+        if epochs <= 12:  # every epoch a tick (a locator would put fractions around one)
+            ax.set_xticks(range(1, epochs + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("%" if metric in percent else metric)
+        ax.set_ylabel("%" if metric in percent else titles.get(metric, metric))
         ax.set_title(titles.get(metric, metric))
     handles = [Line2D([], [], color=model_color(names[0]), lw=3,
                       label=f"{role} ({len(names)} network{'s' * (len(names) > 1)})")

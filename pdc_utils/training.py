@@ -9,7 +9,7 @@ finished one is reused.
 
 from __future__ import annotations
 
-import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +17,6 @@ from typing import Any
 import keras
 import pandas as pd
 import tensorflow as tf
-
-# a text bar on stdout: it updates in place live and a saved notebook keeps its last state
-# (a widget bar would be saved as its first, empty state)
-from tqdm import tqdm
 
 from pdc_utils import artifacts, config, distribute, storage
 from pdc_utils.objective import DivergeModel
@@ -160,22 +156,51 @@ def member_records(members: Sequence[Member], fit_params: dict[str, Any], group:
 
 
 class _GroupProgress:
-    """One tqdm bar over (epoch, member) steps, showing the last member's metrics."""
+    """Plain lines, flushed as they come, that show a training as it happens, in JupyterLab and
+    in a notebook run by papermill (no progress bar: a bar's redraws would fill an executed
+    notebook). A group of one network is one line that starts with its name, role (from
+    :func:`pdc_utils.plots.role`) and epochs, grows by the validation accuracy after each
+    epoch and ends with the time it took; an interleaved group has a line when it starts, one
+    per epoch and one when it ends."""
 
-    SHOWN = ("loss", "accuracy", "dcor_sqr", "grad_cos_sqr", "val_accuracy", "val_dcor_sqr",
-             "val_grad_cos_sqr")
+    def __init__(self, members: Sequence[str], epochs: int, done: int, enabled: bool) -> None:
+        from pdc_utils.plots import role
 
-    def __init__(self, total: int, done: int, description: str, enabled: bool) -> None:
-        self.bar = tqdm(total=total, initial=done, desc=description, unit="epoch", file=sys.stdout,
-                        disable=not enabled, mininterval=1.0)
+        self.members, self.epochs, self.enabled = list(members), epochs, enabled
+        self.start = time.perf_counter()
+        self.epoch_start = self.start
+        self.scores: list[str] = []
+        first = done // len(self.members) + 1
+        resumed = f", from epoch {first}" if done else ""
+        named = ", ".join(f"{name} ({role(name)})" for name in self.members)
+        if len(self.members) == 1:
+            self._say(f"{named}: {epochs} epoch{'s' * (epochs > 1)}{resumed}; validation "
+                      "accuracy after each:", end="")
+        else:
+            self._say(f"training {named} interleaved, {epochs} epochs each{resumed}")
 
-    def step(self, name: str, row: dict[str, float]) -> None:
-        shown = {k: f"{row[k]:.3f}" for k in self.SHOWN if k in row}
-        self.bar.set_postfix({"net": name, **shown}, refresh=False)
-        self.bar.update(1)
+    def _say(self, text: str, end: str = "\n") -> None:
+        if self.enabled:
+            print(text, end=end, flush=True)
+
+    def step(self, name: str, epoch: int, row: dict[str, float]) -> None:
+        score = f"{100 * row['val_accuracy']:.0f} %" if "val_accuracy" in row else "-"
+        if len(self.members) == 1:
+            self._say(f" {score}", end="")
+            return
+        self.scores.append(f"{name} {score}")
+        if name == self.members[-1]:
+            now = time.perf_counter()
+            self._say(f"  epoch {epoch + 1}/{self.epochs}: {', '.join(self.scores)} "
+                      f"({now - self.epoch_start:.1f} s)")
+            self.scores, self.epoch_start = [], now
 
     def close(self) -> None:
-        self.bar.close()
+        took = f"{time.perf_counter() - self.start:.1f} s"
+        if len(self.members) == 1:
+            self._say(f" - done in {took}")
+        else:
+            self._say(f"{', '.join(self.members)}: done in {took}")
 
 
 def train_group(members: Sequence[Member], validation_data: tf.data.Dataset, *, group: str,
@@ -258,7 +283,7 @@ def train_group(members: Sequence[Member], validation_data: tf.data.Dataset, *, 
         backup.restore(state, models)
         histories, first_step = state["histories"], state["next_step"]
         print(f"{group}: resuming from {backup.dir} at epoch {first_step // len(members) + 1}")
-    bar = _GroupProgress(epochs * len(members), first_step, group, progress)
+    bar = _GroupProgress(names, epochs, first_step, progress)
     board = config.run_dir(run_name) / "tensorboard"
     writers = {m.name: tf.summary.create_file_writer(str(board / m.name))
                for m in members} if chief else {}
@@ -278,7 +303,7 @@ def train_group(members: Sequence[Member], validation_data: tf.data.Dataset, *, 
                         tf.summary.scalar(key, value)
             writers[member.name].flush()
         backup.save(step, models, histories, member.name)
-        bar.step(member.name, row)
+        bar.step(member.name, epoch, row)
     bar.close()
 
     results = {}

@@ -103,17 +103,17 @@ def test_every_choice_explains_a_right_answer_only(capsys):
 
 
 def test_score_counts_each_exercises_latest_outcome(capsys):
-    check("01.bias", "a")
-    check("01.bias", "b")  # the latest outcome counts
-    check("01.smallest_p", 0.5)
-    check("01.pearson", None)
+    check("01.permutations", 999)
+    check("01.permutations", 1000)  # the latest outcome counts
+    check("01.bias_128d", 0.5, np.full(20, 0.88))
+    check("01.pearson", None, np.zeros(3))
     check("01.pdcor_self", "r")
     check("02.why_dependent", "b")  # another notebook's exercise does not count for 01
     capsys.readouterr()
     score("01")
     assert capsys.readouterr().out == (
         "notebook 01: 1 of 8 exercises correct\n"
-        "  not yet: 01.smallest_p\n"
+        "  not yet: 01.bias_128d\n"
         "  not attempted: 01.pearson\n"
         "  invalid: 01.pdcor_self\n"
         "  not checked: 01.dcor, 01.scaling, 01.double_centring, 01.u_centring\n")
@@ -146,3 +146,128 @@ def test_halfwidth_names_the_normal_quantile_and_the_full_width(capsys):
     assert "this run's own" in said(capsys, "04.halfwidth",
                                     stats.t.ppf(0.975, 2) * 7 / np.sqrt(3), gap,
                                     ["fgm", "pgd"], [0.05, 0.2])
+
+
+def test_a_name_answer_is_tolerant_of_case_and_surrounding_spaces(capsys):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 80)
+    onehot = np.eye(4)[labels]
+    outputs = {"f1": {"logits": 5 * onehot + 0.1 * rng.normal(size=(80, 4))},
+               "div": {"logits": rng.normal(size=(80, 4))}}
+    for spelling in ("F1", " f1 ", "f1\n"):
+        assert said(capsys, "05.logit_labels", spelling, outputs, onehot, "div").endswith(
+            "correct.\n"), spelling
+    assert "not yet" in said(capsys, "05.logit_labels", " DIV", outputs, onehot, "div")
+
+
+def test_a_sign_flip_is_named(capsys):
+    import pandas as pd
+
+    table = pd.DataFrame({"method": ["source", "baseline", "diverge"],
+                          "pgd_0.20": [2.0, 40.0, 45.0]})
+    args = (table, ["fgm", "pgd"], [0.05, 0.2])
+    out = said(capsys, "04.transfer_gap", -38.0, *args)
+    assert "opposite sign: subtract the other way round" in out and "38" not in out
+    assert said(capsys, "04.transfer_gap", 38.0, *args).endswith("correct.\n")
+
+
+def test_the_bh_count_names_the_uncorrected_and_the_holm_count(capsys):
+    import pandas as pd
+
+    from pdc_utils.evidence import benjamini_hochberg, holm
+
+    p = np.array([0.001, 0.008, 0.012, 0.02, 0.045, 0.049, 0.3])
+    differences = pd.DataFrame({"attack": ["clean"] + ["pgd"] * len(p),
+                                "p_value": np.r_[0.5, p]})
+    counts = [(benjamini_hochberg(p) < 0.05).sum(), (p < 0.05).sum(), (holm(p) < 0.05).sum()]
+    assert len(set(counts)) == 3, counts  # the mistakes are told apart
+    right, raw, by_holm = counts
+    assert said(capsys, "06.bh_count", right, differences, 0.05).endswith("correct.\n")
+    assert "count without any correction" in said(capsys, "06.bh_count", raw, differences, 0.05)
+    assert "Holm's adjusted values" in said(capsys, "06.bh_count", by_holm, differences, 0.05)
+
+
+def test_a_rounded_percentage_for_a_probability_is_named(capsys):
+    expected = 1 - 0.95**12  # 0.4596...
+    for answer in (46, 46.0, 45.96, 100 * expected):
+        out = said(capsys, "06.familywise", answer, 12, 0.05)
+        assert "percentage" in out and "fraction" in out, (answer, out)
+    assert said(capsys, "06.familywise", expected, 12, 0.05).endswith("correct.\n")
+
+
+def test_pearson_names_the_matrix_only_for_a_matrix_and_a_zero_gets_its_own_feedback(capsys):
+    x = np.random.default_rng(5).uniform(-1, 1, 300)
+    r = np.corrcoef(x, x**2)[0, 1]
+    assert abs(r) > 1e-3
+    out = said(capsys, "01.pearson", np.corrcoef(x, x**2), x)
+    assert out.startswith("01.pearson: not a valid answer") and "2 × 2 matrix" in out
+    out = said(capsys, "01.pearson", 0, x)
+    assert "not yet - 0 is r in the population" in out and "matrix" not in out
+    out = said(capsys, "01.pearson", 0.5, x)
+    assert "not yet. Hint" in out and "matrix" not in out
+    assert said(capsys, "01.pearson", r, x).endswith("correct.\n")
+
+
+@pytest.mark.parametrize("bad", [1.5, None, True, "one", [1], "1.5"])
+def test_score_refuses_what_is_not_a_notebook_number(bad):
+    with pytest.raises(ValueError, match=r"score takes a notebook number such as 1 or \"01\" "
+                                         r"\(notebooks with exercises: 01, 02, 03, 04, 05, 06\), "
+                                         "got "):
+        score(bad)
+
+
+def test_check_without_its_data_says_what_it_needs_not_that_the_answer_failed(capsys):
+    with pytest.raises(TypeError, match=r"^this exercise's check needs x after the answer, as "
+                                        r"in the notebook: check\('01.dcor', answer, x\); got "
+                                        r"0 data arguments$"):
+        check("01.dcor", 0.3)
+    with pytest.raises(TypeError, match=r"takes no data .* check\('01.u_centring', answer\); "
+                                        "got 1 data argument$"):
+        check("01.u_centring", None, np.zeros(3))
+    with pytest.raises(ValueError, match=r"^this exercise's check got None for outputs: run the "
+                                         r"cells above that make it first, then "
+                                         r"check\('02.accuracy', answer, outputs\)$"):
+        check("02.accuracy", 50.0, None)
+    assert capsys.readouterr().out == ""
+    assert exercises._LATEST == {}
+
+
+def test_every_notebook_check_call_passes_the_data_its_check_needs():
+    """Each ``check("id", answer, ...)`` in the notebooks passes as many data as the check
+    takes (so the refusal above never meets a notebook's own call)."""
+    import ast
+    import inspect
+
+    import nbformat
+
+    from pdc_utils import run
+
+    calls = 0
+    for path in sorted(run.notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            if cell.cell_type != "code" or "check(" not in cell.source:
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "check":
+                    exercise = EXERCISES[node.args[0].value]
+                    given = len(node.args) - 2
+                    if exercise.kind == "function":
+                        assert given == 0, (path.name, node.args[0].value)
+                    else:
+                        parameters = inspect.signature(exercise.expected).parameters.values()
+                        required = [p for p in parameters if p.default is inspect.Parameter.empty]
+                        assert len(required) == given, (path.name, node.args[0].value)
+                    calls += 1
+    assert calls >= len(EXERCISES)
+
+
+def test_predict_then_run_checks_say_the_side_never_the_value(capsys):
+    v_run = np.full(20, 0.88)
+    assert said(capsys, "01.bias_128d", 0.8, v_run).endswith("correct.\n")
+    low = said(capsys, "01.bias_128d", 0.1, v_run)
+    assert "well above your prediction" in low and "0.88" not in low
+    high = said(capsys, "01.bias_128d", 1.5, np.full(20, 0.2))
+    assert "well below your prediction" in high and "0.2" not in high
+    assert "cannot report a p-value below 0.001" in said(capsys, "01.permutations", 999)
+    assert "fewer do too" in said(capsys, "01.permutations", 5000)
+    assert said(capsys, "01.permutations", 1000).endswith("correct.\n")

@@ -45,3 +45,16 @@ def test_logit_labels_names_the_network_whose_logits_follow_the_labels(capsys):
     assert "correct" in said(capsys, "05.logit_labels", "f1", outputs, onehot, "div")
     assert "not yet" in said(capsys, "05.logit_labels", "div", outputs, onehot, "div")
     assert "not a valid answer" in said(capsys, "05.logit_labels", 1, outputs, onehot, "div")
+
+
+def test_pdcor_symmetry_is_checked_against_the_swapped_pdcor_computed_in_the_package(capsys):
+    import dcor
+
+    rng = np.random.default_rng(2)
+    f1 = rng.normal(size=(60, 5))
+    penultimate = {"f1": f1, "base": f1[:, :3] + rng.normal(size=(60, 3)),
+                   "div": np.tanh(f1[:, 2:]) + rng.normal(size=(60, 3))}
+    swapped = dcor.partial_distance_correlation(penultimate["div"], penultimate["base"], f1)
+    assert said(capsys, "05.symmetric", swapped, penultimate, "base", "div").endswith(
+        "correct.\n")
+    assert "not yet" in said(capsys, "05.symmetric", swapped + 0.1, penultimate, "base", "div")

@@ -161,8 +161,8 @@ def test_value_name_and_choice_exercises(capsys, isolated_run_dirs):
     x = np.linspace(-1, 1, 50)
     assert check("01.pearson", 0.0, x) is None  # nothing for a notebook to echo
     check("01.pearson", 0.5, x)
-    check("01.bias", "B")
-    check("01.bias", "a")
+    check("02.why_dependent", "B")
+    check("02.why_dependent", "a")
     check("05.labels", "f1", pd.DataFrame({"U dCor² with labels": [0.3, 0.1]},
                                           index=["f1", "div"]), "div")
     check("03.upen", 1.0)  # the run it is checked against does not exist here

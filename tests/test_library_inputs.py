@@ -7,6 +7,7 @@ import re
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -166,8 +167,8 @@ def test_a_list_for_a_number_is_not_judged_correct(capsys):
     ({}, "got an empty dict"),
 ])
 def test_a_number_exercise_says_to_give_a_number(capsys, answer, got):
-    out = said(capsys, "01.smallest_p", answer)
-    assert "01.smallest_p: not a valid answer: this exercise expects one number such as 0.01" in (
+    out = said(capsys, "01.permutations", answer)
+    assert "01.permutations: not a valid answer: this exercise expects one number such as 0.01" in (
         out)
     assert got in out
 
@@ -187,12 +188,14 @@ def test_a_function_returning_the_wrong_shape_is_told_so(capsys):
 
 
 @pytest.mark.parametrize(("exercise", "answer", "expects"), [
-    ("01.bias", 2, "one letter in quotes such as 'a', got int 2"),
-    ("01.bias", "b and c", "one letter in quotes such as 'a', got the text 'b and c'"),
+    ("02.why_dependent", 2, "one letter in quotes such as 'a', got int 2"),
+    ("02.why_dependent", "b and c", "one letter in quotes such as 'a', got the text 'b and c'"),
     ("05.labels", 1, "a name in quotes (a string), got int 1"),
 ])
 def test_choices_and_names_need_text(capsys, exercise, answer, expects):
-    assert expects in said(capsys, exercise, answer)
+    data = {"05.labels": (pd.DataFrame({"U dCor² with labels": [0.3, 0.1]},
+                                       index=["f1", "div"]), "div")}
+    assert expects in said(capsys, exercise, answer, *data.get(exercise, ()))
 
 
 def test_a_students_key_error_is_not_taken_for_missing_data(capsys):

@@ -126,11 +126,11 @@ def test_grade_counts_the_latest_verdict_of_each_exercise(tmp_path, capsys, monk
         return capsys.readouterr().out
 
     executed(tmp_path / "01_distance_correlation.ipynb",
-             verdict("01.bias", "b"),
-             verdict("01.smallest_p", 0.5) + verdict("01.pdcor_self", None),
+             verdict("01.bias_128d", 0.9, np.full(20, 0.88)),
+             verdict("01.permutations", 5) + verdict("01.pdcor_self", None),
              verdict("01.pearson", "r", x) + verdict("01.dcor", True, x),
              "",
-             verdict("01.smallest_p", 0.01))  # run again, now right: the latest verdict counts
+             verdict("01.permutations", 1000))  # run again, now right: the latest verdict counts
     executed(tmp_path / "03_diverge_training.ipynb",
              verdict("03.bias_batch", "a") + "notebook 03: 0 of 5 exercises correct\n",
              verdict("03.upen", 1.0))  # its data (another run) is not there
