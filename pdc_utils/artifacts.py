@@ -80,9 +80,30 @@ def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
+class DamagedFile(ValueError):
+    """A run's JSON file that is not a JSON object (truncated, edited, or of another shape);
+    the message names the file and what is wrong with it."""
+
+
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a JSON file written by :func:`write_json_atomic`."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a JSON object written by :func:`write_json_atomic`.
+
+    Every JSON file a run keeps holds one object; text that is not JSON, or JSON of another
+    shape (a list, a number), raises :class:`DamagedFile` naming the file, so a caller never
+    fails later on a ``.get`` of a list.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DamagedFile(f"{path} is damaged (not UTF-8 text: {err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise DamagedFile(f"{path} is damaged (not valid JSON: {err.msg} at line {err.lineno})"
+                          ) from None
+    if not isinstance(data, dict):
+        raise DamagedFile(f"{path} is damaged (a JSON {type(data).__name__}, not the object it "
+                          "should hold)")
+    return data
 
 
 def package_versions() -> dict[str, str]:

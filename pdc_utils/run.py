@@ -169,6 +169,7 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
             "networks (README, Scaling out)")
     paths = select_notebooks(notebooks, directory)
     out_dir = writable_output_dir(params["run_name"])
+    writable_results_dirs(params["run_name"])
     writable_figures_dir(params["run_name"])
     timings: dict[str, float] = {}
     with locking.run_lock(params["run_name"], "run"), sigterm_raises(), \
@@ -206,6 +207,15 @@ def writable_output_dir(run: str) -> Path:
     """
     return _writable(config.run_dir(run) / "notebooks", "run folder", config.runs_root(),
                      "PDC_RUNS_DIR", "runs")
+
+
+def writable_results_dirs(run: str) -> list[Path]:
+    """:func:`writable_output_dir` for ``runs/<run>/results/`` and ``models/``, where the
+    notebooks write their tables and networks: checked before any notebook starts, not after
+    the work whose results cannot be saved."""
+    return [_writable(folder, f"{folder.name} folder", config.runs_root(), "PDC_RUNS_DIR",
+                      "runs")
+            for folder in (config.results_dir(run), config.models_dir(run))]
 
 
 def writable_run_dir(run: str) -> Path:
@@ -432,7 +442,10 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
             continue
         lines += [f"## {title}", "", _markdown(pd.read_csv(results / name)), ""]
     environment = results / "environment.json"
-    env = artifacts.read_json(environment) if environment.exists() else {}
+    try:
+        env = artifacts.read_json(environment) if environment.exists() else {}
+    except artifacts.DamagedFile as err:
+        env = {"device": f"not known: {err}"}
     versions = env.get("versions", artifacts.package_versions())
     lines += ["## Where and with what", "",
               f"- device: {env.get('device', 'not recorded (notebook 02 records it)')}",
