@@ -42,6 +42,7 @@ reused by a run without it, and the other way round.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -50,7 +51,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pdc_utils import config, data, distribute, models, storage, training
+from pdc_utils import config, data, distribute, locking, models, storage, training
 
 ATTACKER = "f1"
 #: The frozen untrained reference of the ``diverge_from="untrained"`` control.
@@ -349,10 +350,15 @@ class Experiment:
                                        "schedule", "penalty", "feature_norm")}
 
     def _fit(self, members: list[training.Member], group: str) -> dict[str, keras.Model]:
+        """Train (or reuse) a group under the run's lock (:func:`locking.training_lock`; the
+        chief's only, in a multi-worker run)."""
         p = self.p
-        results = training.train_group(
-            members, self.validation_data, group=group, run_name=p["run_name"],
-            **self._fit_params(), progress=self.progress, strategy=self.strategy)
+        lock = (locking.training_lock(p["run_name"]) if distribute.is_chief(self.strategy)
+                else contextlib.nullcontext())
+        with lock:
+            results = training.train_group(
+                members, self.validation_data, group=group, run_name=p["run_name"],
+                **self._fit_params(), progress=self.progress, strategy=self.strategy)
         return {name: network for name, (network, _) in results.items()}
 
     def attacker(self) -> keras.Model:
