@@ -264,6 +264,7 @@ def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
                                        progress_bar=progress, log_output=False,
                                        extra_arguments=["--IPKernelApp.capture_fd_output=False"])
     except BaseException as err:  # a failing cell, Ctrl-C, SIGTERM: keep what ran, aside
+        _drop_restore_dir(run)
         if partial.exists():
             os.replace(partial, failed)
         if not isinstance(err, PapermillExecutionError):
@@ -275,6 +276,7 @@ def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
             f"({_failed_cell_source(failed)}) with {err.ename}: {err.evalue}\n"
             f"the partly executed copy is {failed}{kept}"
         ) from err
+    _drop_restore_dir(run)
     os.replace(partial, output)
     failed.unlink(missing_ok=True)  # an older failure's copy no longer says anything
     record_parameters(params["run_name"], path.stem, given)
@@ -284,6 +286,12 @@ def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
 #: Where :func:`execute_notebook` keeps the run's results and figures while a notebook runs
 #: (``runs/<run>/.restore/<notebook>/``), to put them back if it fails.
 RESTORE_DIR = ".restore"
+
+
+def _drop_restore_dir(run: str) -> None:
+    """Remove ``runs/<run>/.restore/`` once it is empty (no notebook's snapshot in it)."""
+    with contextlib.suppress(OSError):
+        (config.run_dir(run) / RESTORE_DIR).rmdir()
 
 
 def _kept_with_networks(path: Path) -> bool:
