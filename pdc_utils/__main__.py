@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from pdc_utils import book as book_module
 from pdc_utils import config, exercises, locking, run
@@ -82,6 +85,53 @@ def _book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_a_notebook(path: Path) -> str | None:
+    """Why ``path`` is not a Jupyter notebook (text that is not JSON, JSON of another shape,
+    a notebook that fails nbformat's schema), or ``None`` if it is one."""
+    import nbformat
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "not JSON text"
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        return ("a JSON object without a list of cells" if isinstance(data, dict)
+                else f"a JSON {type(data).__name__}, not an object")
+    try:
+        nbformat.validate(nbformat.reads(json.dumps(data), as_version=4))
+    except Exception as err:  # nbformat raises schema, key and attribute errors alike
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"fails the notebook format: {first[:120]}"
+    return None
+
+
+def _grade(directory: str) -> int:
+    """``grade``: the table of exercise outcomes; a ``*.ipynb`` that is not a notebook is
+    skipped with one line on stderr (the others are graded from a folder of links to them)."""
+    folder = Path(directory).expanduser()
+    skipped = {p: why for p in sorted(folder.glob("*.ipynb")) if folder.is_dir()
+               and (why := _not_a_notebook(p))}
+    for path, why in skipped.items():
+        print(f"skipped {path.name}: not a notebook ({why})", file=sys.stderr)
+    try:
+        with tempfile.TemporaryDirectory() as links:
+            graded = folder
+            if skipped:
+                graded = Path(links)
+                for path in folder.glob("*.ipynb"):
+                    if path not in skipped:
+                        (graded / path.name).symlink_to(path.resolve())
+            try:
+                table = exercises.grade_notebooks(graded)
+            except ValueError as err:
+                raise ValueError(str(err).replace(str(graded), directory)) from None
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(table.to_string(index_names=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0 done, 1 error, 128 + signal stopped).
 
@@ -107,13 +157,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.out}")
         return 0
     if args.command == "grade":
-        try:
-            table = exercises.grade_notebooks(args.dir)
-        except (ValueError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        print(table.to_string(index_names=False))
-        return 0
+        return _grade(args.dir)
     if args.command == "book":
         return _book(args)
     start = time.perf_counter()

@@ -15,7 +15,8 @@ import json
 import os
 import platform
 import secrets
-from collections.abc import Callable, Mapping
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -80,9 +81,95 @@ def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
+class DamagedFile(ValueError):
+    """A run's JSON file that is not a JSON object (truncated, edited, or of another shape);
+    the message names the file and what is wrong with it."""
+
+
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a JSON file written by :func:`write_json_atomic`."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a JSON object written by :func:`write_json_atomic`.
+
+    Every JSON file a run keeps holds one object; text that is not JSON, or JSON of another
+    shape (a list, a number), raises :class:`DamagedFile` naming the file, so a caller never
+    fails later on a ``.get`` of a list.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DamagedFile(f"{path} is damaged (not UTF-8 text: {err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise DamagedFile(f"{path} is damaged (not valid JSON: {err.msg} at line {err.lineno})"
+                          ) from None
+    if not isinstance(data, dict):
+        raise DamagedFile(f"{path} is damaged (a JSON {type(data).__name__}, not the object it "
+                          "should hold)")
+    return data
+
+
+#: The file that marks a complete snapshot of :func:`restored_unless_done`.
+_SNAPSHOT_DONE = "complete"
+
+
+def _files(folder: Path, spare: Callable[[Path], bool]) -> list[Path]:
+    """The files under ``folder`` (relative paths) that ``spare`` does not exempt."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.relative_to(folder) for p in folder.rglob("*")
+                  if p.is_file() and not spare(p))
+
+
+def _restore(folders: Sequence[Path], store: Path, spare: Callable[[Path], bool]) -> None:
+    """Put ``folders`` back as the snapshot in ``store`` holds them: files made since are
+    removed, files changed or removed since are moved back (atomically, one by one)."""
+    for index, folder in enumerate(folders):
+        kept = store / str(index)
+        saved = set(_files(kept, lambda p: False))
+        for relative in _files(folder, spare):
+            if relative not in saved:
+                (folder / relative).unlink(missing_ok=True)
+        for relative in saved:
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(kept / relative, folder / relative)
+    shutil.rmtree(store, ignore_errors=True)
+
+
+@contextmanager
+def restored_unless_done(folders: Sequence[str | os.PathLike], store: str | os.PathLike,
+                         spare: Callable[[Path], bool] = lambda p: False) -> Iterator[None]:
+    """Within the block, ``folders`` may change; if the block fails (any exception, Ctrl-C and
+    SIGTERM included) they are put back as they were, so what a good run made is never mixed
+    with what a failed one left.
+
+    Before the block every file (but those ``spare`` exempts) is kept in ``store`` as a hard
+    link (a copy where the file system cannot link): run files are replaced atomically, as
+    new files (:func:`write_atomic`), so the link keeps the old content at no cost. A
+    snapshot left complete by a process that was killed outright (SIGKILL, power loss) is
+    restored first, so its failure changes nothing either.
+    """
+    folders = [Path(f) for f in folders]
+    store = Path(store)
+    if (store / _SNAPSHOT_DONE).exists():
+        print(f"note: restoring the results of the last successful run from {store} (a run "
+              "was stopped before it finished)")
+        _restore(folders, store, spare)
+    shutil.rmtree(store, ignore_errors=True)
+    for index, folder in enumerate(folders):
+        for relative in _files(folder, spare):
+            target = store / str(index) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(folder / relative, target)
+            except OSError:
+                shutil.copy2(folder / relative, target)
+    store.mkdir(parents=True, exist_ok=True)
+    (store / _SNAPSHOT_DONE).touch()
+    try:
+        yield
+    except BaseException:
+        _restore(folders, store, spare)
+        raise
+    shutil.rmtree(store, ignore_errors=True)
 
 
 def package_versions() -> dict[str, str]:

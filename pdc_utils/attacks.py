@@ -206,7 +206,18 @@ def _checked_images(x: tf.Tensor | np.ndarray, clip: Clip) -> tf.Tensor:
     NaN would silently give NaN adversarial images, and images outside the clip range would be
     moved by the clipping itself, not only by the attack.
     """
+    dtype = tf.as_dtype(x.dtype) if isinstance(x, tf.Tensor) else None
+    if dtype is None:
+        kind = np.asarray(x).dtype
+        if kind.kind not in "biuf":
+            raise ValueError(f"x must hold images as numbers (floats in [0, 1]), got an array of "
+                             f"dtype {kind}")
+    elif not (dtype.is_floating or dtype.is_integer or dtype == tf.bool):
+        raise ValueError(f"x must hold images as numbers (floats in [0, 1]), got a tensor of "
+                         f"dtype {dtype.name}")
     x = tf.cast(x, tf.float32)
+    if x.shape.rank is None or x.shape.rank < 1 or x.shape[0] == 0:
+        raise ValueError(f"x must be a batch of at least one image, got shape {tuple(x.shape)}")
     bad = int(tf.size(x)) - int(tf.math.count_nonzero(tf.math.is_finite(x)))
     if bad:
         raise ValueError(f"x must hold finite images, got {bad} NaN or infinite values")
@@ -287,6 +298,35 @@ def _check_seed(seed: Any) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
                              or not -(2**63) <= seed < 2**63):
         raise ValueError(f"seed must be an integer (a 64-bit one) or None, got {seed!r}")
+
+
+#: The largest seed of a transfer evaluation: each batch's PGD start is drawn from
+#: ``seed * 100_003 + position``, which must stay a 64-bit integer.
+_MAX_TRANSFER_SEED = 2**32 - 1
+
+
+def _check_batch(networks: Mapping[str, Callable[..., Any]], x: tf.Tensor, labels: Any,
+                 source: LogitsModel) -> np.ndarray:
+    """One batch of a transfer evaluation checked before it is attacked: images of every
+    network's input shape, one integer label in [0, classes) per image (a label out of range
+    would score every image wrong, silently)."""
+    for name, network in networks.items():
+        image, _ = _model_shapes(logits_fn(network))
+        try:
+            _check_image_shape(x, image)
+        except ValueError as err:
+            raise ValueError(f"{err} for network {name!r}") from None
+    classes = int(source(x[:1]).shape[-1])
+    values = np.asarray(labels).reshape(-1)
+    n = int(x.shape[0])
+    if values.dtype.kind not in "iu" or values.shape != (n,):
+        raise ValueError(f"labels must be {n} integer class ids, one per image of the batch, "
+                         f"got {values.dtype} values of shape {values.shape}")
+    if values.min() < 0 or values.max() >= classes:
+        raise ValueError(f"labels must hold class ids in [0, {classes}) (the source network has "
+                         f"{classes} classes), got values from {values.min()} to "
+                         f"{values.max()}")
+    return values
 
 
 def _checked_input(model: LogitsModel, x: tf.Tensor | np.ndarray, y: Any,
@@ -484,6 +524,9 @@ def transfer_evaluation(
     _check_steps(steps)
     if protocol == "paper" and (mean is None or std is None):
         raise ValueError("the paper protocol needs the networks' mean and std (per channel)")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not (
+            0 <= seed <= _MAX_TRANSFER_SEED):
+        raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
 
     source_logits = logits_fn(source)
     settings = [("clean", 0.0)] + [(a, float(e)) for a in attacks for e in eps_grid]
@@ -493,11 +536,14 @@ def transfer_evaluation(
                file=sys.stdout, mininterval=1.0,
                disable=not progress)
     for images, labels in bar:
-        x = tf.cast(images, tf.float32)
-        labels = np.asarray(labels).reshape(-1)
+        try:
+            x = _checked_images(images, None)
+            labels = _check_batch({"source": source, **targets}, x, labels, source_logits)
+        except ValueError as err:  # name the argument the images came from
+            text = str(err)
+            raise ValueError(f"the dataset's images{text[1:]}" if text.startswith("x ")
+                             else f"the dataset's {text}") from None
         n = int(x.shape[0])
-        if labels.shape != (n,):
-            raise ValueError(f"labels must be {n} integer class ids, got shape {labels.shape}")
         source_labels = _predict(source, x)
         for attack, eps in settings:
             x_adv = x if attack == "clean" else craft(

@@ -73,6 +73,9 @@ MAX_SEED = 2**32 - 1
 CHAIN_SEED_STRIDE, UNTRAINED_SEED_OFFSET, ATTACKER_SEED_OFFSET = 10_000, 800_000, 900_000
 #: Penalties computed with U-statistics, which need 4 samples per batch.
 U_PENALTIES = ("u", "u_raw")
+#: The longest run name in bytes (UTF-8): the run is a folder under runs/ and figures/, and
+#: Linux and macOS file systems take at most 255 bytes for one name.
+MAX_RUN_NAME_BYTES = 255
 #: Notebooks of the series, in the order a run executes them.
 NOTEBOOKS = (
     "01_distance_correlation",
@@ -296,9 +299,10 @@ def _is_finite_number(value: Any) -> bool:
 def _is_folder_name(value: Any) -> bool:
     """A name that stays one folder below runs/ and figures/, is not hidden and can be read
     and typed: printable characters only (no newline, tab or control character), not blank,
-    no leading or trailing whitespace."""
+    no leading or trailing whitespace, at most :data:`MAX_RUN_NAME_BYTES` bytes."""
     return (isinstance(value, str) and bool(value.strip()) and value == value.strip()
-            and value.isprintable() and "/" not in value and not value.startswith("."))
+            and value.isprintable() and "/" not in value and not value.startswith(".")
+            and len(value.encode("utf-8", "surrogatepass")) <= MAX_RUN_NAME_BYTES)
 
 
 def _choice(valid: tuple[str, ...]) -> _Kind:
@@ -331,12 +335,16 @@ _ALL = " (0 means all)"
 _POSITIVE = _number("> 0", lambda v: v > 0)
 _FRACTION = _number("in [0, 1)", lambda v: 0 <= v < 1)
 _SAMPLES = _integer(4, " (U-statistics need 4 samples)")
+#: A limit on test images that a notebook computes U-statistics of: 0 (all) or at least 4.
+_SAMPLE_LIMIT = _Kind(lambda v: _is_integer(v) and (v == 0 or v >= 4),
+                      "0 (all) or an integer >= 4 (U-statistics need 4 samples)")
 
 #: The kind of every parameter a profile or notebook may hold. ``validate`` checks these.
 _KINDS: dict[str, _Kind] = {
     "run_name": _Kind(_is_folder_name, "a plain folder name like 'quick' (not empty or blank, "
                       "printable characters only, no '/', no leading or trailing spaces, not "
-                      "starting with '.')"),
+                      f"starting with '.', at most {MAX_RUN_NAME_BYTES} bytes: the file "
+                      "system's limit for a folder name)"),
     "seed": _integer(0),
     "n_seeds": _integer(1),
     "n_nets": _integer(2),
@@ -365,7 +373,7 @@ _KINDS: dict[str, _Kind] = {
     "schedule": _choice(SCHEDULES),
     "augment": _BOOLEAN,
     "train_limit": _integer(0, _ALL),
-    "test_limit": _integer(0, _ALL),
+    "test_limit": _SAMPLE_LIMIT,
     "alpha": _number(">= 0", lambda v: v >= 0, " (0 trains the baseline)"),
     "feature_norm": _BOOLEAN,
     "feature_cache": _choice(FEATURE_CACHE),
@@ -379,7 +387,7 @@ _KINDS: dict[str, _Kind] = {
     "attack_batch_size": _integer(1),
     "n_bootstrap": _integer(1),
     # notebook 05: comparing networks
-    "compare_limit": _integer(0, _ALL),
+    "compare_limit": _SAMPLE_LIMIT,
     # notebook 06: reading the studies
     "study_results": _Kind(lambda v: isinstance(v, str),
                            "a folder path as text ('' means the repository's bench/results)"),
@@ -403,9 +411,19 @@ def is_list_parameter(name: str) -> bool:
     return name in _KINDS and _KINDS[name].is_list
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters with its length when it is longer (a
+    300-character run name would bury the message)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}…{size}"
+
+
 def _problem(key: str, value: Any, kind: _Kind) -> str | None:
     """Why ``value`` is not a valid ``key``, or ``None`` if it is."""
-    expected = f"{key} must be {kind.description}, got {value!r}"
+    expected = f"{key} must be {kind.description}, got {_shown(value)}"
     if not kind.is_list:
         return None if kind.accepts(value) else expected
     if not isinstance(value, list | tuple):
@@ -462,8 +480,24 @@ def _batch_size_problem(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: List parameters whose values must differ: a repeated ε or attack would be a second row of
+#: the same setting, which the notebooks' tables (one row per attack and ε) cannot hold.
+_DISTINCT = ("eps_grid", "attacks")
+
+
+def _repeats_problem(params: Mapping[str, Any]) -> str | None:
+    """A list of :data:`_DISTINCT` that names a value twice."""
+    for key in _DISTINCT:
+        values = list(params.get(key, ()))
+        repeated = sorted({v for i, v in enumerate(values) if v in values[:i]}, key=str)
+        if repeated:
+            return (f"{key} must hold distinct values (one row per value in the tables), got "
+                    f"{values!r} with {', '.join(map(repr, repeated))} more than once")
+    return None
+
+
 #: Checks of several parameters together, run once every parameter has a valid kind.
-_CROSS_CHECKS = (_seed_problem, _batch_size_problem, _pgd_step_problem)
+_CROSS_CHECKS = (_seed_problem, _batch_size_problem, _pgd_step_problem, _repeats_problem)
 
 
 def validate(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,15 @@ def _check_integer(func: str, name: str, value: Any, low: int) -> None:
         raise ValueError(f"{func}: {name} must be an integer >= {low}, got {value!r}")
 
 
+def _check_seed(func: str, seed: Any) -> None:
+    """A permutation seed is ``None`` or what ``np.random.RandomState`` takes: an integer in
+    [0, 2**32 - 1] (not a bool, a float or text)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
+                             or not 0 <= seed <= 2**32 - 1):
+        raise ValueError(f"{func}: seed must be None or an integer in [0, 2**32 - 1], got "
+                         f"{seed!r}")
+
+
 def _prepare(func: str, min_n: int, **arrays: Any) -> list[tf.Tensor]:
     """Validate samples and return them as (n, d) tensors of one compute dtype.
 
@@ -439,6 +448,7 @@ def distance_covariance_test(
     """
     func = "distance_covariance_test"
     _check_integer(func, "num_resamples", num_resamples, low=1)  # 0 would give p = 1 silently
+    _check_seed(func, seed)
     x, y = _prepare(func, 2, x=x, y=y)
     n = x.shape[0]
     if n is None:
@@ -463,6 +473,7 @@ def partial_distance_covariance_test(
     """
     func = "partial_distance_covariance_test"
     _check_integer(func, "num_resamples", num_resamples, low=1)
+    _check_seed(func, seed)
     x, y, z = _prepare(func, 4, x=x, y=y, z=z)
     n = x.shape[0]
     if n is None:

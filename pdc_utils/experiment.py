@@ -42,6 +42,7 @@ reused by a run without it, and the other way round.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -50,7 +51,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pdc_utils import config, data, distribute, models, storage, training
+from pdc_utils import config, data, distribute, locking, models, storage, training
 
 ATTACKER = "f1"
 #: The frozen untrained reference of the ``diverge_from="untrained"`` control.
@@ -135,6 +136,19 @@ def feature_cache_problem(design: str, dataset: str, augment: bool,
                 f"each epoch ({info.augmentation}), so features computed once from the stored "
                 f"images are not the features of the images trained on (the cache needs "
                 f"augment=False)")
+    return None
+
+
+def _profile_with(recorded: Mapping[str, Any], with_seed: bool) -> str | None:
+    """The profile whose values a network's record holds (its seed only when ``with_seed``:
+    f1 takes the profile's seed, the others derive theirs), or ``None``."""
+    own = ("alpha", "keep_dim", "penalty")  # the member's own, not the run's
+    keys = [k for k in recorded if k in config.TRAINING_KEYS and k not in own
+            and (with_seed or k != "seed")]
+    for name in config.PROFILES:
+        values = config.profile(name)
+        if keys and all(values[k] == recorded[k] for k in keys):
+            return name
     return None
 
 
@@ -336,10 +350,15 @@ class Experiment:
                                        "schedule", "penalty", "feature_norm")}
 
     def _fit(self, members: list[training.Member], group: str) -> dict[str, keras.Model]:
+        """Train (or reuse) a group under the run's lock (:func:`locking.training_lock`; the
+        chief's only, in a multi-worker run)."""
         p = self.p
-        results = training.train_group(
-            members, self.validation_data, group=group, run_name=p["run_name"],
-            **self._fit_params(), progress=self.progress, strategy=self.strategy)
+        lock = (locking.training_lock(p["run_name"]) if distribute.is_chief(self.strategy)
+                else contextlib.nullcontext())
+        with lock:
+            results = training.train_group(
+                members, self.validation_data, group=group, run_name=p["run_name"],
+                **self._fit_params(), progress=self.progress, strategy=self.strategy)
         return {name: network for name, (network, _) in results.items()}
 
     def attacker(self) -> keras.Model:
@@ -354,9 +373,10 @@ class Experiment:
             trained.update(self._fit([member], name))
         return trained
 
-    def untrained(self) -> keras.Model:
+    def untrained(self, save: bool = True) -> keras.Model:
         """The frozen, untrained reference of the control: built from its seed, saved once
-        (``models/f0_untrained.keras``) so that every notebook uses the same weights."""
+        (``models/f0_untrained.keras``) so that every notebook uses the same weights.
+        ``save=False`` (checking finished networks) writes nothing."""
         path = config.models_dir(self.p["run_name"]) / f"{UNTRAINED}.keras"
         network = self.build_network(untrained_seed(self.p["seed"]))
         if path.exists():
@@ -364,7 +384,7 @@ class Experiment:
                 saved = storage.load_network(path)
             if storage.weights_digest(saved) == storage.weights_digest(network):
                 return saved
-        if distribute.is_chief(self.strategy):
+        if save and distribute.is_chief(self.strategy):
             storage.save_network(network, path)
         return network
 
@@ -434,35 +454,73 @@ class Experiment:
     def load(self, names: list[str], notebook: str) -> dict[str, keras.Model]:
         """Load finished networks, checking that each was trained with exactly the values this
         run would train it with (every parameter that changes its weights, and the same f1):
-        a network is never used, or labelled, under parameters it was not trained with."""
+        a network is never used, or labelled, under parameters it was not trained with.
+
+        f1 is checked first: a run trained under other parameters (another profile) is named
+        as such, not as a network to train. Checking writes nothing (not even the control's
+        untrained reference)."""
         folder = config.models_dir(self.p["run_name"])
         with self.strategy.scope():  # references used in training must live in its scope
-            nets = {n: storage.load_network(folder / f"{n}.keras", notebook) for n in names}
-            f1 = nets.get(ATTACKER) or storage.load_network(folder / f"{ATTACKER}.keras",
-                                                            "02_baseline_training")
+            f1 = storage.load_network(folder / f"{ATTACKER}.keras", "02_baseline_training")
         frozen = {ATTACKER: f1}
+        self._check_record(ATTACKER, frozen, "02_baseline_training")
         if self.p["diverge_from"] == "untrained" and self.p["design"] == "reference" and any(
                 n not in self.attacker_names for n in names):
-            frozen[UNTRAINED] = self.untrained()
+            frozen[UNTRAINED] = self.untrained(save=False)
+        with self.strategy.scope():
+            nets = {n: f1 if n == ATTACKER else
+                    storage.load_network(folder / f"{n}.keras", notebook) for n in names}
         for name in names:
-            recorded = storage.read_params(folder / f"{name}.json", notebook)
-            recorded.pop(storage.TRAINED_ON, None)
-            expected = self._expected_records(name, frozen)
-            differ = sorted(k for k in set(recorded) | set(expected)
-                            if recorded.get(k) != expected.get(k))
-            if differ:
-                described = "; ".join(
-                    "trained against another reference network than the one now in the run"
-                    if k == "references" else
-                    f"{k} = {recorded.get(k, 'not recorded')!r} (this run: "
-                    f"{expected.get(k, 'not used')!r})" for k in differ)
-                raise ValueError(
-                    f"{folder / name}.keras was not trained with this run's parameters: "
-                    f"{described}. Use the parameters it was trained with, or train matching "
-                    f"networks with `python -m pdc_utils run --run-name {self.p['run_name']} "
-                    f"--notebooks {notebook[:2]} -p KEY=VALUE ...` (the same -p values for every "
-                    f"notebook).")
+            self._check_record(name, frozen, notebook)
         return nets
+
+    def _check_record(self, name: str, frozen: dict[str, keras.Model], notebook: str) -> None:
+        """Refuse network ``name`` unless its ``.json`` is the record this run would write,
+        naming each difference (and the profile or ``diverge_from`` it was trained with)."""
+        folder = config.models_dir(self.p["run_name"])
+        recorded = storage.read_params(folder / f"{name}.json", notebook)
+        recorded.pop(storage.TRAINED_ON, None)
+        expected = self._expected_records(name, frozen)
+        differ = sorted(k for k in set(recorded) | set(expected)
+                        if recorded.get(k) != expected.get(k))
+        if not differ:
+            return
+        described = "; ".join(
+            self._reference_words(recorded.get(k), expected.get(k), frozen,
+                                  diverged=name in {d for _, d in self.pairs})
+            if k == "references" else
+            f"{k} = {recorded.get(k, 'not recorded')!r} (this run: "
+            f"{expected.get(k, 'not used')!r})" for k in differ)
+        profile = _profile_with(recorded, with_seed=name == ATTACKER)
+        named = (f" It was trained with profile {profile!r}'s values: give --profile {profile}."
+                 if profile and profile != _profile_with(expected, name == ATTACKER) else "")
+        raise ValueError(
+            f"{folder / name}.keras was not trained with this run's parameters: "
+            f"{described}.{named} Use the parameters it was trained with, or train matching "
+            f"networks with `python -m pdc_utils run --run-name {self.p['run_name']} "
+            f"--notebooks {notebook[:2]} -p KEY=VALUE ...` (the same -p values for every "
+            f"notebook).")
+
+    def _reference_words(self, recorded: Any, expected: Any, frozen: dict[str, keras.Model],
+                         diverged: bool) -> str:
+        """A network's recorded references against this run's, in the run's words: f1, the
+        untrained network (for a diverged network with the ``diverge_from`` value that names
+        it), an earlier net of its chain, or a network no longer in the run."""
+        f1 = storage.weights_digest(frozen[ATTACKER])
+        untrained = storage.weights_digest(frozen[UNTRAINED] if UNTRAINED in frozen
+                                           else self.untrained(save=False))
+        known = {f1: "f1" + (" (diverge_from = 'attacker')" if diverged else ""),
+                 untrained: "the untrained network"
+                 + (" (diverge_from = 'untrained')" if diverged else "")}
+
+        def words(references: Any) -> str:
+            if not isinstance(references, list) or not references:
+                return "no reference"
+            return ", ".join(r.removeprefix("member:") if str(r).startswith("member:") else
+                             known.get(r, "a network no longer in the run (an earlier f1)")
+                             for r in references)
+        return (f"trained against {words(recorded)}, while this run uses "
+                f"{words(expected)}")
 
     def all_networks(self) -> dict[str, keras.Model]:
         """Every attacker and every pair's baseline and diverged network, checked (for

@@ -15,6 +15,7 @@ covariance spectrum, ``(Σλ)² / Σλ²``) and the share of variance on the top
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -46,8 +47,26 @@ def predict(network: keras.Model, dataset: tf.data.Dataset) -> dict[str, np.ndar
 
 def row_normalized(features: np.ndarray) -> np.ndarray:
     """Each row scaled to unit L2 norm (rows of zeros stay zero), as the training penalty does."""
+    _check_features(features)
+    features = np.asarray(features)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return features / np.maximum(norms, 1e-12)
+
+
+def _check_features(features: Any) -> np.ndarray:
+    """``features`` as a float64 matrix, refused (naming it) unless it is a non-empty matrix
+    of finite real numbers."""
+    raw = np.asarray(features)
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"features must hold real numbers, got an array of dtype {raw.dtype}")
+    values = raw.astype(np.float64)
+    if values.ndim != 2 or 0 in values.shape:
+        raise ValueError(f"features must be a matrix of samples (rows) by features with at "
+                         f"least one of each, got shape {values.shape}")
+    bad = values.size - int(np.isfinite(values).sum())
+    if bad:
+        raise ValueError(f"features must hold finite numbers, got {bad} NaN or infinite values")
+    return values
 
 
 def effective_dimension(features: np.ndarray) -> tuple[float, float]:
@@ -58,13 +77,7 @@ def effective_dimension(features: np.ndarray) -> tuple[float, float]:
     ``(0, 0)``. ``features`` must be a non-empty matrix (samples by features) of finite
     numbers; anything else is a ``ValueError`` naming it.
     """
-    values = np.asarray(features, dtype=np.float64)
-    if values.ndim != 2 or 0 in values.shape:
-        raise ValueError(f"features must be a matrix of samples (rows) by features with at "
-                         f"least one of each, got shape {values.shape}")
-    bad = values.size - int(np.isfinite(values).sum())
-    if bad:
-        raise ValueError(f"features must hold finite numbers, got {bad} NaN or infinite values")
+    values = _check_features(features)
     centred = values - values.mean(axis=0, keepdims=True)
     spectrum = np.linalg.svd(centred, compute_uv=False) ** 2
     total = spectrum.sum()
@@ -74,7 +87,17 @@ def effective_dimension(features: np.ndarray) -> tuple[float, float]:
 
 
 def principal_components(features: np.ndarray, k: int = 2) -> np.ndarray:
-    """The rows' coordinates on their first ``k`` principal directions (centred SVD)."""
+    """The rows' coordinates on their first ``k`` principal directions (centred SVD).
+
+    ``k`` is an integer from 1 to the number of features (there are no more directions);
+    anything else is a ``ValueError`` naming it, as is a ``features`` that is not a finite
+    matrix (see :func:`effective_dimension`).
+    """
+    _check_features(features)
+    d = np.shape(features)[1]
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= d:
+        raise ValueError(f"k must be an integer from 1 to {d} (the number of features), got "
+                         f"{k!r}")
     centred = np.asarray(features, dtype=np.float64)
     centred = centred - centred.mean(axis=0, keepdims=True)
     u, s, _ = np.linalg.svd(centred, full_matrices=False)

@@ -13,6 +13,14 @@ would let two processes lock two different files. On a network file system (a ``
 folder shared by the workers of a multi-worker training) Linux takes the lock on the server,
 which frees it when the holding host stops renewing it; a file system that cannot lock at all
 gets a note on stderr, and the command runs unlocked.
+
+Training takes the lock too (:func:`training_lock`, called by
+:class:`pdc_utils.experiment.Experiment` around every training), so a notebook run in
+JupyterLab, or directly by papermill, cannot train into a run that ``train`` or another kernel
+is training, and gets the same message. A process that already holds the run's lock (``run``,
+``train``) trains under it, and so does a notebook kernel that ``run`` started: the runner
+names the run it holds in the environment variable :data:`HELD_BY_PARENT`, which its kernels
+inherit, and a kernel accepts it only from its own parent process.
 """
 
 from __future__ import annotations
@@ -33,6 +41,11 @@ from pdc_utils import config
 
 #: The lock file's name inside ``runs/<run>/``.
 LOCK_NAME = ".lock"
+#: ``<pid>:<run folder>`` of the run whose lock this process holds, for the processes it
+#: starts (papermill's kernels).
+HELD_BY_PARENT = "PDC_RUN_LOCK_HELD"
+#: The run folders whose lock this process holds.
+_held: set[Path] = set()
 
 
 class RunInUse(RuntimeError):
@@ -58,12 +71,16 @@ def _in_use(run_name: str, holder: dict[str, Any]) -> RunInUse:
     else:
         host = holder.get("host")
         where = f" on host {host}" if host and host != socket.gethostname() else ""
+        command = holder.get("command", "?")
+        doing = (f"`python -m pdc_utils {command}`" if command in ("run", "train")
+                 else command)
         who = (f"process {holder.get('pid', '?')}{where} (started {holder.get('started', '?')}, "
-               f"`python -m pdc_utils {holder.get('command', '?')}`)")
+               f"{doing})")
     return RunInUse(
         f"run {run_name!r} is in use by {who}: two processes on one run would overwrite each "
-        f"other's backups, models and tables. Wait until it ends (or stop it) and rerun this "
-        f"command, or give this one another --run-name.")
+        f"other's backups, models and tables. Wait until it ends (or stop it) and run this "
+        f"again, or use another run name (--run-name, or run_name in a notebook's parameters "
+        f"cell).")
 
 
 def _acquire(fd: int, path: Path, run_name: str) -> None:
@@ -95,12 +112,51 @@ def run_lock(run_name: str, command: str) -> Iterator[Path]:
     except BaseException:
         os.close(fd)
         raise
+    previous = os.environ.get(HELD_BY_PARENT)
     try:
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                   "started": datetime.datetime.now().astimezone().isoformat(" ", "seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode("utf-8"), 0)
+        _held.add(folder)
+        os.environ[HELD_BY_PARENT] = f"{os.getpid()}:{folder}"
         yield path
     finally:
+        _held.discard(folder)
+        if previous is None:
+            os.environ.pop(HELD_BY_PARENT, None)
+        else:
+            os.environ[HELD_BY_PARENT] = previous
         os.ftruncate(fd, 0)  # the record goes with the lock (a killed holder leaves it)
         os.close(fd)  # releases the lock
+
+
+def _held_for_this_process(folder: Path) -> bool:
+    """Whether this process, or the runner that started this kernel, holds ``folder``'s lock."""
+    if folder in _held:
+        return True
+    pid, _, held = os.environ.get(HELD_BY_PARENT, "").partition(":")
+    return pid == str(os.getppid()) and held == str(folder)
+
+
+def _what_trains() -> str:
+    """Who is training, in words, for the message another process shows."""
+    if "ipykernel" in sys.modules:
+        return "a notebook's kernel training networks (JupyterLab or papermill)"
+    return f"a Python process training networks ({' '.join(sys.argv)[:80] or 'python'})"
+
+
+@contextlib.contextmanager
+def training_lock(run_name: str) -> Iterator[None]:
+    """Hold the lock of ``runs/<run_name>/`` while networks train, unless this process (``run``,
+    ``train``) or the runner that started this notebook kernel already holds it.
+
+    Raises :class:`RunInUse` at once, naming the holder, when another process holds it: a
+    notebook in JupyterLab never trains into a run that ``train`` or another kernel is
+    training.
+    """
+    if _held_for_this_process(config.run_dir(run_name)):
+        yield
+        return
+    with run_lock(run_name, _what_trains()):
+        yield

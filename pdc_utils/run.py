@@ -7,8 +7,12 @@ which notebook and cell failed and where the partly executed copy is. A notebook
 ``NN_name.partial.ipynb``, which becomes ``NN_name.ipynb`` when it succeeds and
 ``NN_name.failed.ipynb`` when it fails: a failed rerun never replaces the last successful copy,
 nor its record of the parameters its tables were made with (``results/made_with_NN_name.json``,
-which also holds the tables' SHA-256, so a table that a failed run rewrote is not shown under
-the old parameters). At the end it writes ``runs/<run>/summary.md``.
+which also holds the tables' SHA-256, so a table changed since, e.g. by hand, is not shown under
+the old parameters). Nor does it change what the good run made: the run's ``results/`` and
+``figures/<run>/`` are kept aside while a notebook runs and put back if it fails
+(:func:`pdc_utils.artifacts.restored_unless_done`), so ``summary.md``, ``verdict.md`` and the
+figures always belong to one successful execution; only the training histories of finished
+networks stay, with their models. At the end it writes ``runs/<run>/summary.md``.
 
 While the series runs, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) instead
 of killing the runner outright, exactly as Ctrl-C does. papermill shuts a notebook's kernel down
@@ -169,6 +173,7 @@ def run_series(profile: str = "quick", *, run_name: str | None = None,
             "networks (README, Scaling out)")
     paths = select_notebooks(notebooks, directory)
     out_dir = writable_output_dir(params["run_name"])
+    writable_results_dirs(params["run_name"])
     writable_figures_dir(params["run_name"])
     timings: dict[str, float] = {}
     with locking.run_lock(params["run_name"], "run"), sigterm_raises(), \
@@ -208,6 +213,15 @@ def writable_output_dir(run: str) -> Path:
                      "PDC_RUNS_DIR", "runs")
 
 
+def writable_results_dirs(run: str) -> list[Path]:
+    """:func:`writable_output_dir` for ``runs/<run>/results/`` and ``models/``, where the
+    notebooks write their tables and networks: checked before any notebook starts, not after
+    the work whose results cannot be saved."""
+    return [_writable(folder, f"{folder.name} folder", config.runs_root(), "PDC_RUNS_DIR",
+                      "runs")
+            for folder in (config.results_dir(run), config.models_dir(run))]
+
+
 def writable_run_dir(run: str) -> Path:
     """:func:`writable_output_dir` for ``runs/<run>/`` itself, where ``train`` writes."""
     return _writable(config.run_dir(run), "run folder", config.runs_root(), "PDC_RUNS_DIR",
@@ -237,30 +251,54 @@ def execute_notebook(path: Path, output: Path, params: Mapping[str, Any],
     given = {k: v for k, v in params.items() if k in declared}
     partial, failed = (output.with_name(f"{output.stem}.{state}.ipynb")
                        for state in ("partial", "failed"))
+    run = params["run_name"]
     start = time.perf_counter()
     try:
-        # the kernel's C++ output (TensorFlow's start-up lines) goes to the runner's stderr,
-        # where start_up_noise_filtered drops it, instead of into the executed notebook
-        papermill.execute_notebook(str(path), str(partial), parameters=given,
-                                   cwd=str(path.parent), kernel_name="python3",
-                                   progress_bar=progress, log_output=False,
-                                   extra_arguments=["--IPKernelApp.capture_fd_output=False"])
+        with artifacts.restored_unless_done(
+                [config.results_dir(run), config.figures_dir(run)],
+                config.run_dir(run) / RESTORE_DIR / path.stem, spare=_kept_with_networks):
+            # the kernel's C++ output (TensorFlow's start-up lines) goes to the runner's
+            # stderr, where start_up_noise_filtered drops it, not into the executed notebook
+            papermill.execute_notebook(str(path), str(partial), parameters=given,
+                                       cwd=str(path.parent), kernel_name="python3",
+                                       progress_bar=progress, log_output=False,
+                                       extra_arguments=["--IPKernelApp.capture_fd_output=False"])
     except BaseException as err:  # a failing cell, Ctrl-C, SIGTERM: keep what ran, aside
+        _drop_restore_dir(run)
         if partial.exists():
             os.replace(partial, failed)
         if not isinstance(err, PapermillExecutionError):
             raise
-        kept = (f"; the last successful copy {output} and its tables' record are kept"
-                if output.exists() else "")
+        kept = (f"; the last successful copy {output}, its tables and figures are kept"
+                if output.exists() else "; the results and figures it wrote are removed")
         raise RunError(
             f"notebook {path.name} failed in cell [{err.exec_count}] "
             f"({_failed_cell_source(failed)}) with {err.ename}: {err.evalue}\n"
             f"the partly executed copy is {failed}{kept}"
         ) from err
+    _drop_restore_dir(run)
     os.replace(partial, output)
     failed.unlink(missing_ok=True)  # an older failure's copy no longer says anything
     record_parameters(params["run_name"], path.stem, given)
     return time.perf_counter() - start
+
+
+#: Where :func:`execute_notebook` keeps the run's results and figures while a notebook runs
+#: (``runs/<run>/.restore/<notebook>/``), to put them back if it fails.
+RESTORE_DIR = ".restore"
+
+
+def _drop_restore_dir(run: str) -> None:
+    """Remove ``runs/<run>/.restore/`` once it is empty (no notebook's snapshot in it)."""
+    with contextlib.suppress(OSError):
+        (config.run_dir(run) / RESTORE_DIR).rmdir()
+
+
+def _kept_with_networks(path: Path) -> bool:
+    """Files a failed notebook leaves in place: a network's training history
+    (``results/history_<name>.csv``) belongs with its model file, which training keeps, and
+    tells a resumed run that the network is finished."""
+    return path.name.startswith("history_") and path.suffix == ".csv"
 
 
 def _failed_cell_source(executed: Path, limit: int = 80) -> str:
@@ -317,8 +355,8 @@ def record_parameters(run: str, notebook: str, given: Mapping[str, Any]) -> None
         "parameters": dict(given), "tables": _table_digests(run, notebook)})
 
 
-def _not_shown_because(run: str, notebook: str, table: str,
-                       params: Mapping[str, Any]) -> str | None:
+def why_not_current(run: str, notebook: str, table: str,
+                    params: Mapping[str, Any]) -> str | None:
     """Why ``table`` of ``notebook`` may not be shown under ``params``, or ``None`` if it may:
     it was made with other parameters, or changed since ``notebook`` last succeeded, or no
     record says what it was made with."""
@@ -424,7 +462,7 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
     for title, name, notebook in SUMMARY_TABLES:
         if not (results / name).exists():
             continue
-        why = _not_shown_because(run, notebook, name, params)
+        why = why_not_current(run, notebook, name, params)
         if why:
             lines += [f"## {title}", "", f"Not shown: `{name}` was {why}; remake it with "
                       f"`python -m pdc_utils run --profile {profile} --run-name {run} "
@@ -432,7 +470,10 @@ def write_summary(profile: str, params: Mapping[str, Any], timings: Mapping[str,
             continue
         lines += [f"## {title}", "", _markdown(pd.read_csv(results / name)), ""]
     environment = results / "environment.json"
-    env = artifacts.read_json(environment) if environment.exists() else {}
+    try:
+        env = artifacts.read_json(environment) if environment.exists() else {}
+    except artifacts.DamagedFile as err:
+        env = {"device": f"not known: {err}"}
     versions = env.get("versions", artifacts.package_versions())
     lines += ["## Where and with what", "",
               f"- device: {env.get('device', 'not recorded (notebook 02 records it)')}",

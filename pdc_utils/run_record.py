@@ -67,8 +67,12 @@ def read(run_name: str, notebook: str) -> dict[str, Any]:
             f"notebook {WRITER}.ipynb (beside this one) with run_name = {run_name!r} first, "
             f"or, from the project folder, `.venv/bin/python -m pdc_utils run --profile quick "
             f"--run-name {run_name} --notebooks 02` (then {notebook}.ipynb again).")
-    record = artifacts.read_json(file)
-    recorded = record.get("parameters") if isinstance(record, dict) else None
+    try:
+        recorded = artifacts.read_json(file).get("parameters")
+    except artifacts.DamagedFile as err:
+        raise artifacts.DamagedFile(f"{err}: run {WRITER}.ipynb with run_name = {run_name!r} "
+                                    "again to rewrite it (finished networks are reused)"
+                                    ) from None
     problem = None
     if not isinstance(recorded, dict):
         problem = "it holds no parameters object"
@@ -107,6 +111,22 @@ def describe(params: Mapping[str, Any]) -> str:
             f"seed {p['seed']}{limits}")
 
 
+def profile_of(recorded: Mapping[str, Any]) -> str | None:
+    """The profile whose training parameters are ``recorded`` (all but :data:`HOW_KEYS`), or
+    ``None``: lets a refusal say "this run was trained with profile smoke"."""
+    for name in config.PROFILES:
+        if not differences(recorded, config.profile(name)):
+            return name
+    return None
+
+
+def _trained_with(run: str, recorded: Mapping[str, Any]) -> str:
+    """Words naming the profile run ``run`` was trained with, if one matches its record."""
+    name = profile_of(recorded)
+    return (f" Run {run!r} was trained with profile {name!r}: give --profile {name}."
+            if name else "")
+
+
 def reconcile(params: Mapping[str, Any], notebooks: list[str], command: str) -> None:
     """Before ``python -m pdc_utils run`` executes ``notebooks`` that read the record without
     notebook 02: refuse ``params`` whose training parameters differ from the record (naming
@@ -126,10 +146,10 @@ def reconcile(params: Mapping[str, Any], notebooks: list[str], command: str) -> 
                            for k, (old, new) in differ.items())
         raise ValueError(
             f"run {run!r} was trained with other training parameters than this command gives: "
-            f"{listed} ({path(run)}). Give the run's values (the profile and -p options it was "
-            f"trained with), or include notebook 02 (--notebooks 02,...) to train networks "
-            f"with the new values (finished networks that match are reused), or use another "
-            f"--run-name.")
+            f"{listed} ({path(run)}).{_trained_with(run, recorded)} Give the run's values (the "
+            f"profile and -p options it was trained with), or include notebook 02 "
+            f"(--notebooks 02,...) to train networks with the new values (finished networks "
+            f"that match are reused), or use another --run-name.")
     if any(recorded[k] != params[k] for k in HOW_KEYS):
         write({**recorded, **{k: params[k] for k in HOW_KEYS}, "run_name": run}, command)
 

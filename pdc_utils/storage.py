@@ -65,9 +65,9 @@ def read_params(path: str | os.PathLike, notebook: str) -> dict[str, Any]:
     path = config.require(Path(path), notebook)
     try:
         return artifacts.read_json(path)
-    except ValueError as err:
-        raise ValueError(f"{path} is damaged ({err}); delete it and rerun "
-                         f"notebooks/{notebook}.ipynb") from err
+    except artifacts.DamagedFile as err:
+        raise artifacts.DamagedFile(f"{err}: delete it and rerun notebooks/{notebook}.ipynb"
+                                    ) from None
 
 
 def member_paths(run_name: str, name: str) -> dict[str, Path]:

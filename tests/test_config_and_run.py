@@ -82,7 +82,8 @@ BAD_PARAMETERS = [
     ({"epochs": 3.0}, "epochs must be a positive integer, got 3.0"),
     ({"epochs": True}, "epochs must be a positive integer, got True"),
     ({"width": "16"}, "width must be a positive integer"),
-    ({"test_limit": -1}, "test_limit must be a non-negative integer (0 means all)"),
+    ({"test_limit": -1}, "test_limit must be 0 (all) or an integer >= 4 (U-statistics need 4 "
+                         "samples)"),
     ({"seed": -1}, "seed must be a non-negative integer, got -1"),
     ({"n_seeds": 0}, "n_seeds must be a positive integer"),
     ({"n_nets": 1}, "n_nets must be an integer >= 2"),

@@ -75,7 +75,9 @@ def test_networks_trained_against_another_f1_are_refused(isolated_run_dirs):
     keras.utils.set_random_seed(99)  # replace f1 by another network, as a rerun of 02 would
     other = exp.build_network(99)
     storage.save_network(other, config.models_dir("exp") / "f1.keras")
-    with pytest.raises(ValueError, match="trained against another reference network"):
+    with pytest.raises(ValueError, match=r"f2_baseline.keras was not trained with this run's "
+                                         r"parameters: trained against a network no longer in "
+                                         r"the run \(an earlier f1\), while this run uses f1"):
         exp.all_networks()
 
 
@@ -90,13 +92,17 @@ def test_networks_trained_with_other_parameters_are_refused_and_the_values_named
     exp.diverged(f1)
     assert set(exp.all_networks()) == {"f1", "f2_baseline", "f2_diverge"}
     other = experiment.Experiment(_params(n_seeds=1, n_attackers=1, alpha=0.3,
-                                          learning_rate=0.2), progress=False)
+                                          keep_dim=0.5), progress=False)
     with pytest.raises(ValueError, match=r"f2_diverge.keras was not trained with this run's "
                                          r"parameters: alpha = 1.0 \(this run: 0.3\); "
-                                         r"learning_rate = 0.05 \(this run: 0.2\)"):
+                                         r"keep_dim = 0.0 \(this run: 0.5\)"):
         other.load(["f2_diverge"], "03_diverge_training")
-    with pytest.raises(ValueError, match=r"learning_rate = 0.05 \(this run: 0.2\)"):
-        other.load(["f1"], "02_baseline_training")
+    # f1 is checked first, whatever is asked for: a run of other values is named at its root
+    other = experiment.Experiment(_params(n_seeds=1, n_attackers=1, alpha=0.3,
+                                          learning_rate=0.2), progress=False)
+    with pytest.raises(ValueError, match=r"f1.keras was not trained with this run's "
+                                         r"parameters: learning_rate = 0.05 \(this run: 0.2\)"):
+        other.load(["f2_diverge"], "03_diverge_training")
 
 
 def test_the_untrained_control_shares_the_baselines_and_diverges_from_random_weights(
@@ -118,6 +124,52 @@ def test_the_untrained_control_shares_the_baselines_and_diverges_from_random_wei
     assert recorded["references"] != [storage.weights_digest(f1)]
     assert storage.weights_digest(control.untrained()) == storage.weights_digest(untrained)
     assert set(control.all_networks()) == {"f1", "f2_baseline", "f2_diverge"}
+
+
+def test_a_network_diverged_from_f1_is_refused_by_the_control_naming_diverge_from(
+        isolated_run_dirs):
+    """A run diverged from f1, loaded with diverge_from='untrained': the message names both
+    diverge_from values, and the refusal writes nothing (no f0_untrained.keras)."""
+    training.configure(0)
+    exp = experiment.Experiment(_params(n_seeds=1, n_attackers=1), progress=False)
+    f1 = exp.attacker()
+    exp.baselines(f1)
+    exp.diverged(f1)
+    control = experiment.Experiment(_params(n_seeds=1, n_attackers=1,
+                                            diverge_from="untrained"), progress=False)
+    with pytest.raises(ValueError, match=r"trained against f1 \(diverge_from = 'attacker'\), "
+                                         r"while this run uses the untrained network "
+                                         r"\(diverge_from = 'untrained'\)"):
+        control.load(["f2_diverge"], "03_diverge_training")
+    assert not (config.models_dir("exp") / f"{experiment.UNTRAINED}.keras").exists()
+
+
+def test_a_run_of_another_profile_is_named_before_a_missing_network(isolated_run_dirs):
+    """A run whose f1 was made under smoke, read under quick (which has one attacker more):
+    the refusal names smoke, not the missing f1_a2 as a network to train."""
+    smoke = experiment.Experiment({**config.profile("smoke"), "run_name": "mixed"},
+                                  progress=False)
+    f1 = smoke.build_network(0)
+    storage.save_network(f1, config.models_dir("mixed") / "f1.keras")
+    artifacts.write_json_atomic(config.models_dir("mixed") / "f1.json",
+                                smoke._expected_records("f1", {"f1": f1}))
+    quick = experiment.Experiment({**config.profile("quick"), "run_name": "mixed"},
+                                  progress=False)
+    with pytest.raises(ValueError, match=r"f1.keras was not trained with this run's parameters"
+                                         r".*It was trained with profile 'smoke''s values: give "
+                                         r"--profile smoke"):
+        quick.load(quick.attacker_names, "02_baseline_training")
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"text"'])
+def test_a_parameters_file_of_the_wrong_shape_is_damaged(isolated_run_dirs, content):
+    path = config.models_dir("exp") / "f1.json"
+    artifacts.write_text_atomic(path, content)
+    with pytest.raises(ValueError, match=r"f1.json is damaged \(a JSON (list|str), not the "
+                                         r"object it should hold\): delete it and rerun "
+                                         r"notebooks/02_baseline_training.ipynb"):
+        storage.read_params(path, "02_baseline_training")
+    assert not storage.finished("exp", "f1", {})
 
 
 def test_a_damaged_parameters_file_is_named(isolated_run_dirs):

@@ -12,7 +12,7 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from pdc_utils import config, run
+from pdc_utils import artifacts, config, run
 
 NOTEBOOK = "04_attack_evaluation"
 
@@ -33,15 +33,22 @@ def series(isolated_run_dirs):
 
 def stand_in(monkeypatch, outcome: str, table: bool = False) -> None:
     """papermill.execute_notebook that writes the copy, then ends with ``outcome``:
-    ``done``, ``fails`` (a cell raises) or ``stopped`` (Ctrl-C); ``table`` writes
-    transfer_attack.csv first, as notebook 04 does before its last cells."""
+    ``done``, ``fails`` (a cell raises) or ``stopped`` (Ctrl-C); ``table`` writes what
+    notebook 04 writes before its last cells (atomically, as the notebooks do):
+    transfer_attack.csv, verdict.md, a figure named by pgd_steps, a figure that both runs
+    make, and a training history of the run's networks."""
     def execute(input_path, output_path, parameters, **kwargs):
         notebook = nbformat.read(input_path, as_version=4)
         notebook.cells[0].source += f"\n# injected: {parameters}"
         if table:
-            results = config.results_dir(parameters.get("run_name", "series"))
-            pd.DataFrame({"method": ["source"], "clean": [float(parameters["pgd_steps"])]}
-                         ).to_csv(results / "transfer_attack.csv", index=False)
+            run_name, steps = parameters.get("run_name", "series"), parameters["pgd_steps"]
+            results, figures = config.results_dir(run_name), config.figures_dir(run_name)
+            artifacts.write_csv_atomic(results / "transfer_attack.csv", pd.DataFrame(
+                {"method": ["source"], "clean": [float(steps)]}))
+            artifacts.write_text_atomic(results / "verdict.md", f"made with {steps} steps\n")
+            artifacts.write_text_atomic(results / f"history_net{steps}.csv", "epoch\n0\n")
+            artifacts.write_text_atomic(figures / f"04_only_with_{steps}.png", "png")
+            artifacts.write_text_atomic(figures / "04_accuracy_vs_eps.png", f"png {steps}")
         if outcome == "fails":
             notebook.cells[1].outputs = [nbformat.v4.new_output(
                 "error", ename="ZeroDivisionError", evalue="division by zero", traceback=[])]
@@ -86,7 +93,8 @@ def test_a_failed_rerun_keeps_the_last_good_copy_and_its_record(series, isolated
     message = str(info.value)
     assert f"the partly executed copy is {out / f'{NOTEBOOK}.failed.ipynb'}" in message
     assert "cell [2] (`scores = attack()`) with ZeroDivisionError" in message
-    assert f"the last successful copy {out / f'{NOTEBOOK}.ipynb'}" in message
+    assert f"the last successful copy {out / f'{NOTEBOOK}.ipynb'}, its tables and figures " \
+        "are kept" in message
     after = copies(isolated_run_dirs)
     assert after[f"{NOTEBOOK}.ipynb"] == good[f"{NOTEBOOK}.ipynb"]
     assert "'pgd_steps': 3" in after[f"{NOTEBOOK}.failed.ipynb"]
@@ -103,14 +111,74 @@ def test_a_failed_rerun_keeps_the_last_good_copy_and_its_record(series, isolated
     assert list(copies(isolated_run_dirs)) == [f"{NOTEBOOK}.ipynb"]
 
 
-def test_a_table_rewritten_by_a_failed_run_is_not_shown_under_the_old_parameters(
+def made_files(isolated_run_dirs):
+    """Every file under the run's results/ and figures/, with its content."""
+    folders = [isolated_run_dirs / "runs" / "series" / "results",
+               isolated_run_dirs / "figures" / "series"]
+    return {str(p.relative_to(isolated_run_dirs)): p.read_text() for folder in folders
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("outcome", ["fails", "stopped"])
+def test_a_failed_rerun_changes_nothing_the_good_run_made(series, isolated_run_dirs,
+                                                          monkeypatch, outcome):
+    """Tables, verdict and figures a failed (or stopped) rerun wrote are put back as the good
+    run left them, and files it added are gone; the histories of trained networks stay."""
+    stand_in(monkeypatch, "done", table=True)
+    run_it(series, 2)
+    good = made_files(isolated_run_dirs)
+    assert "runs/series/results/verdict.md" in good and len(good) > 4
+    stand_in(monkeypatch, outcome, table=True)  # rewrites them with pgd_steps 3, then stops
+    with pytest.raises(run.RunError if outcome == "fails" else KeyboardInterrupt) as info:
+        run_it(series, 3)
+    after = made_files(isolated_run_dirs)
+    history = "runs/series/results/history_net3.csv"
+    assert after.pop(history) == "epoch\n0\n"  # a trained network's history stays
+    assert after == good
+    if outcome == "fails":
+        assert "its tables and figures are kept" in str(info.value)
+    assert not (isolated_run_dirs / "runs" / "series" / run.RESTORE_DIR).exists()
+    run.write_summary("smoke", run.resolve_parameters("smoke", "series", {"pgd_steps": 2}), {})
+    assert "| source | 2 |" in summary_section(isolated_run_dirs)
+
+
+def test_a_snapshot_left_by_a_killed_run_is_restored_first(series, isolated_run_dirs,
+                                                           monkeypatch):
+    """A runner killed outright (SIGKILL) cannot restore; the next run of the notebook does,
+    before it starts, so the killed run's files never mix with the good run's."""
+    stand_in(monkeypatch, "done", table=True)
+    run_it(series, 2)
+    good = made_files(isolated_run_dirs)
+
+    def killed(input_path, output_path, parameters, **kwargs):
+        results = config.results_dir("series")
+        artifacts.write_text_atomic(results / "verdict.md", "half a run\n")
+        raise SystemExit("killed")  # stands for SIGKILL: the snapshot stays, nothing restores
+    restore = run.artifacts._restore
+    monkeypatch.setattr(papermill, "execute_notebook", killed)
+    monkeypatch.setattr(run.artifacts, "_restore", lambda *args: None)
+    with pytest.raises(SystemExit):
+        run_it(series, 3)
+    assert (config.results_dir("series") / "verdict.md").read_text() == "half a run\n"
+    monkeypatch.setattr(run.artifacts, "_restore", restore)
+    seen = {}
+
+    def looks(input_path, output_path, parameters, **kwargs):
+        seen["verdict"] = (config.results_dir("series") / "verdict.md").read_text()
+        raise KeyboardInterrupt
+    monkeypatch.setattr(papermill, "execute_notebook", looks)
+    with pytest.raises(KeyboardInterrupt):
+        run_it(series, 3)
+    assert seen["verdict"] == "made with 2 steps\n"
+    assert made_files(isolated_run_dirs) == good
+
+
+def test_a_table_changed_by_hand_is_not_shown_under_the_old_parameters(
         series, isolated_run_dirs, monkeypatch):
     config.results_dir("series").mkdir(parents=True)
     stand_in(monkeypatch, "done", table=True)
     run_it(series, 2)
-    stand_in(monkeypatch, "fails", table=True)  # rewrites the table with pgd_steps 3, then fails
-    with pytest.raises(run.RunError):
-        run_it(series, 3)
+    (config.results_dir("series") / "transfer_attack.csv").write_text("method,clean\nsource,7\n")
     run.write_summary("smoke", run.resolve_parameters("smoke", "series", {"pgd_steps": 2}), {})
     section = summary_section(isolated_run_dirs)
     assert "| source |" not in section

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -136,3 +137,74 @@ def test_a_missing_prerequisite_shows_its_message_only_and_still_fails_papermill
         papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"),
                                    cwd=str(tmp_path), progress_bar=False)
     assert failed.value.ename == "MissingPrerequisite" and failed.value.evalue == message
+
+
+# --- issue 25: refusals as their message, and the run's lock, in a notebook's kernel --------
+
+REFUSAL = 'from pdc_utils import config\nconfig.validate({"penalty": "u", "batch_size": 3})'
+OWN_ERROR = 'import pdc_utils\nraise ValueError("a student\'s own error")'
+
+
+def error_of(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    errors = [o for o in cell.outputs if o.output_type == "error"]
+    assert len(errors) == 1, cell.outputs
+    return errors[0]
+
+
+def test_a_refusal_shows_its_message_only_and_a_students_error_its_traceback(tmp_path):
+    refused, own = execute(notebook(REFUSAL, OWN_ERROR), tmp_path, allow_errors=True).cells
+    error = error_of(refused)
+    assert error.ename == "ValueError"
+    assert error.traceback == ["batch_size must be >= 4 with penalty 'u' (a U-statistic needs 4 "
+                               "samples per batch), got batch_size=3; use a larger batch_size "
+                               "or penalty 'v' (2 or more)"]
+    shown = "\n".join(error_of(own).traceback)
+    assert "a student's own error" in shown and len(error_of(own).traceback) > 1
+
+
+def test_a_refusal_still_fails_papermill(tmp_path):
+    source = tmp_path / "refused.ipynb"
+    nbformat.write(notebook(REFUSAL, "print('never reached')"), str(source))
+    with pytest.raises(PapermillExecutionError) as failed:
+        papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"),
+                                   cwd=str(tmp_path), progress_bar=False)
+    assert failed.value.ename == "ValueError"
+    assert "batch_size must be >= 4 with penalty 'u'" in failed.value.evalue
+    executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
+    assert "never reached" not in outputs_text(executed.cells)
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import sys, time
+    from pdc_utils import locking
+    with locking.run_lock(sys.argv[1], "train"):
+        print("locked", flush=True)
+        time.sleep(120)
+""")
+
+
+def test_a_notebook_that_trains_takes_the_runs_lock_and_says_who_holds_it(isolated_run_dirs,
+                                                                         tmp_path):
+    """A kernel (JupyterLab, or papermill on the notebook directly) that trains into a run that
+    `train` works on stops at once with the lock's message, alone, and fails papermill."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, "busy"], env=kernel_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        cell = ("from pdc_utils import locking\n"
+                "with locking.training_lock('busy'):\n"
+                "    print('trained')")
+        source = tmp_path / "trains.ipynb"
+        nbformat.write(notebook(cell), str(source))
+        with pytest.raises(PapermillExecutionError) as failed:
+            papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"),
+                                       cwd=str(tmp_path), progress_bar=False)
+        assert failed.value.ename == "RunInUse"
+        assert f"run 'busy' is in use by process {holder.pid} (started " in (
+            failed.value.evalue)
+        executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
+        error = error_of(next(c for c in executed.cells if c.cell_type == "code"))
+        assert error.traceback == [failed.value.evalue]
+    finally:
+        holder.kill()
+        holder.wait()

@@ -203,3 +203,115 @@ def test_a_students_key_error_is_not_taken_for_missing_data(capsys):
         return {}["missing"]
     out = said(capsys, "01.double_centring", centre)
     assert "not yet - your answer raised KeyError" in out
+
+
+# --------------------------------------------------------------- issue 25: more library inputs
+
+
+@pytest.fixture(scope="module")
+def pair_network() -> keras.Model:
+    """A (logits, features) network on 8x8 RGB images with 10 classes, as the runs' are."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    return keras.Model(inputs, [keras.layers.Dense(10)(pooled), pooled])
+
+
+def transfer(network, batches, **kwargs):
+    return attacks.transfer_evaluation(network, {"f2": network}, batches, attacks=["fgm"],
+                                       eps_grid=[0.1], progress=False, **kwargs)
+
+
+@pytest.mark.parametrize(("batch", "pattern"), [
+    ((np.full((4, 8, 8, 3), 0.5, np.float32), np.array([0, 1, 2, 10])),
+     r"^the dataset's labels must hold class ids in \[0, 10\) \(the source network has 10 "
+     r"classes\), got values from 0 to 10$"),
+    ((np.full((4, 8, 8, 3), 0.5, np.float32), np.array([-1, 1, 2, 3])),
+     r"^the dataset's labels must hold class ids in \[0, 10\)"),
+    ((np.full((4, 8, 8, 3), 0.5, np.float32), np.array([0.0, 1.0, 2.0, 3.0])),
+     r"^the dataset's labels must be 4 integer class ids"),
+    ((np.full((2, 16, 16, 3), 0.5, np.float32), np.array([0, 1])),
+     r"^the dataset's images must be a batch of images of shape \(n, 8, 8, 3\) \(the model's "
+     r"input\), got shape \(2, 16, 16, 3\) for network 'source'$"),
+    ((np.zeros((0, 8, 8, 3), np.float32), np.zeros(0, np.int64)),
+     r"^the dataset's images must be a batch of at least one image, got shape \(0, 8, 8, 3\)$"),
+])
+def test_a_transfer_evaluation_refuses_batches_it_would_score_wrongly(pair_network, batch,
+                                                                     pattern):
+    raises_one_line(lambda: transfer(pair_network, [batch]), pattern)
+
+
+@pytest.mark.parametrize("seed", ["a", -1, 2**40, 1.5, True])
+def test_a_transfer_evaluation_seed_is_checked_before_work(pair_network, seed):
+    batch = (np.full((4, 8, 8, 3), 0.5, np.float32), np.arange(4))
+    raises_one_line(lambda: transfer(pair_network, [batch], seed=seed),
+                    r"^seed must be an integer in \[0, 2\*\*32 - 1\], got ")
+
+
+def test_a_good_transfer_evaluation_scores_every_image(pair_network):
+    batch = (np.full((4, 8, 8, 3), 0.5, np.float32), np.arange(4))
+    table = transfer(pair_network, [batch], seed=2**32 - 1)
+    assert len(table) == 4 * 2 and set(table["attack"]) == {"clean", "fgm"}
+
+
+@pytest.mark.parametrize("attack", ["fgm", "pgd", "craft"])
+@pytest.mark.parametrize(("x", "pattern"), [
+    (np.zeros((0, 8, 8, 3), np.float32), r"^x must be a batch of at least one image, got shape "
+                                         r"\(0, 8, 8, 3\)$"),
+    (np.full((1, 8, 8, 3), "a"), r"^x must hold images as numbers \(floats in \[0, 1\]\), got "
+                                 r"an array of dtype <U1$"),
+    (tf.constant([["a"]]), r"^x must hold images as numbers \(floats in \[0, 1\]\), got a "
+                           r"tensor of dtype string$"),
+])
+def test_an_attack_refuses_an_empty_batch_or_text(model, attack, x, pattern):
+    raises_one_line(lambda: ATTACKS[attack](model, x), pattern)
+
+
+@pytest.mark.parametrize("k", [-1, 0, 6, 1.5, True, "2"])
+def test_principal_components_needs_k_from_1_to_the_feature_count(k):
+    values = np.random.default_rng(0).normal(size=(20, 5))
+    raises_one_line(lambda: features.principal_components(values, k=k),
+                    r"^k must be an integer from 1 to 5 \(the number of features\), got ")
+
+
+def test_principal_components_of_good_inputs(capsys):
+    values = np.random.default_rng(0).normal(size=(20, 5))
+    assert features.principal_components(values, k=5).shape == (20, 5)
+    assert features.principal_components(values).shape == (20, 2)
+    raises_one_line(lambda: features.principal_components(np.array([["a", "b"]])),
+                    r"^features must hold real numbers, got an array of dtype <U1$")
+    raises_one_line(lambda: features.row_normalized(np.ones(3)),
+                    r"^features must be a matrix of samples \(rows\) by features")
+
+
+@pytest.mark.parametrize("test", ["distance_covariance_test", "partial_distance_covariance_test"])
+@pytest.mark.parametrize("seed", ["a", -1, 2**40, 1.5, True])
+def test_a_permutation_test_seed_is_none_or_a_32_bit_integer(test, seed):
+    from pdc_utils import distance
+
+    rng = np.random.default_rng(0)
+    samples = [rng.normal(size=(10, 2)) for _ in range(3 if test.startswith("partial") else 2)]
+    raises_one_line(lambda: getattr(distance, test)(*samples, num_resamples=5, seed=seed),
+                    rf"^{test}: seed must be None or an integer in \[0, 2\*\*32 - 1\], got ")
+    assert getattr(distance, test)(*samples, num_resamples=5, seed=2**32 - 1)[1] > 0
+
+
+def test_grade_skips_a_json_file_that_is_not_a_notebook_with_one_line(tmp_path, capsys):
+    import nbformat
+
+    from pdc_utils.__main__ import main
+
+    (tmp_path / "98_list.ipynb").write_text("[1, 2]")
+    (tmp_path / "97_object.ipynb").write_text('{"a": 1}')
+    (tmp_path / "96_text.ipynb").write_text("not json")
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell("print(1)", execution_count=1, outputs=[
+        nbformat.v4.new_output("stream", text="01.dcor: correct\n")])]
+    nbformat.write(book, str(tmp_path / "01_distance_correlation.ipynb"))
+    assert main(["grade", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "skipped 96_text.ipynb: not a notebook (not JSON text)",
+        "skipped 97_object.ipynb: not a notebook (a JSON object without a list of cells)",
+        "skipped 98_list.ipynb: not a notebook (a JSON list, not an object)"]
+    assert "01_distance_correlation" in out and "Traceback" not in out + err

@@ -110,3 +110,47 @@ def test_other_workers_of_a_multi_worker_training_do_not_take_the_lock(holder, m
     with pytest.raises(Reached):  # worker 1 goes on to start training: the chief holds the lock
         run.train_networks("smoke", run_name="busy", overrides={"strategy": "multi_worker"},
                            progress=False)
+
+
+# --- issue 25: training takes the lock too, on the notebook path -------------------------
+
+
+def test_training_outside_run_or_train_takes_the_lock(holder):
+    with pytest.raises(locking.RunInUse, match=f"in use by process {holder.pid} "), \
+            locking.training_lock("busy"):
+        pytest.fail("trained into a run in use")
+    with locking.training_lock("free") as held:  # a free run is locked while it trains
+        assert held is None
+        record = json.loads((config.run_dir("free") / locking.LOCK_NAME).read_text())
+        assert record["pid"] == os.getpid() and "training networks" in record["command"]
+
+
+def test_run_and_train_and_the_kernels_run_starts_train_under_their_lock(isolated_run_dirs):
+    probe = ("from pdc_utils import locking\n"
+             "with locking.training_lock('mine'):\n"
+             "    print('trained')")
+    with locking.run_lock("mine", "run"):
+        with locking.training_lock("mine"):  # this process holds it: no second lock
+            pass
+        child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        assert child.stdout == "trained\n", child.stderr  # a kernel `run` started
+        # a process that only claims the runner's variable (not its child) is refused
+        grandchild = subprocess.run(
+            [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.run("
+             f"[sys.executable, '-c', {probe!r}]).returncode)"], capture_output=True, text=True)
+        assert grandchild.returncode != 0 and "RunInUse" in grandchild.stderr
+    assert locking.HELD_BY_PARENT not in os.environ
+
+
+def test_an_experiment_trains_under_the_runs_lock(holder, monkeypatch):
+    """What notebooks 02 and 03 call to train (Experiment) refuses a run in use before any
+    training step."""
+    from pdc_utils import experiment, training
+
+    def trained(*args, **kwargs):
+        raise AssertionError("trained into a run in use")
+    monkeypatch.setattr(training, "train_group", trained)
+    exp = experiment.Experiment({**config.profile("smoke"), "run_name": "busy"}, progress=False)
+    with pytest.raises(locking.RunInUse, match=f"in use by process {holder.pid} .*run_name in "
+                                               "a notebook's parameters cell"):
+        exp.attacker()
