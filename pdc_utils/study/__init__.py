@@ -24,14 +24,15 @@ class MissingJobs(RuntimeError):
     """``study report`` before every job is done; the message names the jobs left."""
 
 
-def report_stage(plan: Plan, stem: str | None = None) -> str:
-    """Write the stage's report from its scores; return its Markdown. Raises
-    :class:`MissingJobs` naming every job not done yet, before anything is written."""
+def report_stage(plan: Plan, stem: str | None = None, seconds: float = float("nan")) -> str:
+    """Write the stage's report from its scores; return its Markdown (``seconds``: the wall
+    time to quote, when one process did it all). Raises :class:`MissingJobs` naming every job
+    not done yet while any cell is not scored, before anything is written."""
     from pdc_utils.study import report, rules, scores
     from pdc_utils.study.plan import DEFAULT_STEMS
 
     missing = scores.missing_jobs(plan)
-    if missing:
+    if any(j.kind == "score" for j in missing):
         shown = "\n".join(f"  {j.id} ({j.kind})" for j in missing[:60])
         more = f"\n  ... and {len(missing) - 60} more" if len(missing) > 60 else ""
         raise MissingJobs(
@@ -44,7 +45,6 @@ def report_stage(plan: Plan, stem: str | None = None) -> str:
     assert loaded is not None  # every scoring job is done
     frame, white_box = loaded
     recipe = report.Recipe.of(plan.profile, plan.params)
-    seconds = scores.seconds(plan)
     if plan.stage == "select":
         selection = rules.select(plan, frame, white_box)
         return report.select_report(frame, white_box, selection, plan.eps_grid, recipe,

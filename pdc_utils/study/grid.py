@@ -88,7 +88,10 @@ class Cell:
                 "keep_dim": self.keep_dim, "diverge_from": self.diverge_from}
 
 
-def _as_list(key: str, value: Any) -> list[Any]:
+def _as_list(value: Any) -> list[Any]:
+    """A list option from ``-p``: a list, a tuple, ``a,b`` text or one value."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
@@ -106,7 +109,7 @@ def split_options(stage: str, profile: str, overrides: Mapping[str, Any]
     options = dict(defaults)
     for key, value in overrides.items():
         if key in defaults:
-            options[key] = _as_list(key, value) if key in _LIST_OPTIONS else value
+            options[key] = _as_list(value) if key in _LIST_OPTIONS else value
         elif key in config.parameter_names() or key in params:
             params[key] = value
         else:

@@ -56,7 +56,7 @@ class Recipe:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min of compute" if seconds == seconds else ""
+    return f"{seconds / 60:.0f} min" if seconds == seconds else ""
 
 
 # --------------------------------------------------------------------------- select

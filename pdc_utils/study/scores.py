@@ -80,20 +80,6 @@ def load(plan: Plan, slots: list[str]) -> tuple[pd.DataFrame, pd.DataFrame] | No
     return frame, pd.read_csv(plan.scores_dir() / WHITE_BOX)
 
 
-def seconds(plan: Plan) -> float:
-    """The compute time the scored cells' jobs recorded (scoring and, where known,
-    training), summed; NaN when none did."""
-    total, found = 0.0, False
-    for slot, cell in plan.slots.items():
-        if cell is None:
-            continue
-        meta = paths(plan, slot)[1]
-        if meta.exists():
-            found = True
-            total += float(artifacts.read_json(meta).get("seconds", 0.0))
-    return total if found else float("nan")
-
-
 def network_files(plan: Plan, run: str, name: str) -> list[Path]:
     """The files of a finished network (model, record, history) in run ``run`` of the study."""
     models, results = plan.folder / run / "models", plan.folder / run / "results"
