@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 
 from pdc_utils import experiment
-from pdc_utils.study import MissingJobs, build_plan, grid, jobs, report, report_stage, scores
+from pdc_utils.study import MissingJobs, build_plan, grid, jobs, report, report_stage, rules, scores
 from pdc_utils.study import plan as plan_module
-from pdc_utils.study import rules
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -61,9 +61,10 @@ def counts(plan: Plan) -> Counts:
                   gradients)
 
 
-def measure(params: dict[str, Any], steps: int = 3) -> dict[str, float]:
+def measure(params: dict[str, Any], steps: int = 2) -> dict[str, float]:
     """Seconds per plain step, per diverge step and per input-gradient batch of the
-    profile's network on this device (medians of ``steps`` after one warm-up each)."""
+    profile's network on this device (medians of ``steps`` after one warm-up each; the input
+    gradient is timed on a training batch and scaled to the attack batch)."""
     import keras
     import tensorflow as tf
 
@@ -91,10 +92,10 @@ def measure(params: dict[str, Any], steps: int = 3) -> dict[str, float]:
         batches = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
         result[name] = _median(lambda runner=runner, batches=batches:
                                runner.train_step(batches), steps)
-    n = params["attack_batch_size"]
-    xa = tf.random.uniform((n, *info.image_shape))
-    ya = tf.random.uniform((n,), maxval=info.num_classes, dtype=tf.int32)
-    result["gradient"] = _median(lambda: attacks.input_gradients(reference, xa, ya), steps)
+    # the input gradient of the training batch, scaled to the attack batch (linear in size)
+    scale = params["attack_batch_size"] / batch
+    result["gradient"] = scale * _median(lambda: attacks.input_gradients(reference, x, y),
+                                         steps)
     result["device"] = artifacts.device_description()
     result["gpu"] = training.on_gpu()
     return result
@@ -140,7 +141,7 @@ def describe(plan: Plan, measured: dict[str, Any] | None) -> str:
         f"measured here ({measured['device']}): {measured['plain']:.3f} s per plain step, "
         f"{measured['diverge']:.3f} s per diverge step (batch {plan.params['batch_size']}), "
         f"{measured['gradient']:.3f} s per input gradient of {plan.params['attack_batch_size']} "
-        f"images")
+        f"images (scaled from a batch of {plan.params['batch_size']})")
     lines.append(f"estimate: about {hours:,.1f} {what}; an estimate from step timings alone "
                  f"(no data loading, per-epoch validation or start-up), so a lower bound")
     return "\n".join(lines)

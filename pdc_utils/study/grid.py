@@ -19,6 +19,7 @@ This module imports no TensorFlow.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,12 @@ def split_options(stage: str, profile: str, overrides: Mapping[str, Any]
     return options, params
 
 
+def _number(value: Any) -> bool:
+    """A finite real number, not a boolean."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def _check_options(stage: str, options: Mapping[str, Any]) -> None:
     """Refuse options the study cannot run, before any work."""
     problems = []
@@ -132,24 +139,27 @@ def _check_options(stage: str, options: Mapping[str, Any]) -> None:
     if not isinstance(options["n_attackers"], int) or options["n_attackers"] < 2:
         problems.append(f"n_attackers must be an integer of at least 2 (f1 and an independent "
                         f"one), got {options['n_attackers']!r}")
-    if not config._is_folder_name(options["prefix"] + "x"):
-        problems.append(f"prefix must make plain folder names, got {options['prefix']!r}")
+    try:
+        config.validate({"run_name": f"{options['prefix']}x"})
+    except ValueError:
+        problems.append(f"prefix must make plain folder names (no '/', not starting with "
+                        f"'.'), got {options['prefix']!r}")
     if stage == "select":
         bad = sorted(set(options["designs"]) - set(config.DESIGNS))
-        if bad or not options["designs"]:
-            problems.append(f"designs must be a non-empty list of {', '.join(config.DESIGNS)}, "
-                            f"got {options['designs']!r}")
+        if bad or "reference" not in options["designs"]:
+            problems.append(f"designs must be a list of {', '.join(config.DESIGNS)} with "
+                            f"reference among them (the confirm stage's settings derive from "
+                            f"it), got {options['designs']!r}")
         bad = sorted(set(options["penalties"]) - set(config.DCOR_PENALTIES))
         if bad or not options["penalties"]:
             problems.append(f"penalties must be a non-empty list of "
                             f"{', '.join(config.DCOR_PENALTIES)}, got {options['penalties']!r}")
         for key in ("alphas", "paper_code_alphas", "gal_alphas", "keep_dims"):
-            if not options[key] or not all(config._is_finite_number(a) and a > 0
-                                           for a in options[key]):
+            if not options[key] or not all(_number(a) and a > 0 for a in options[key]):
                 problems.append(f"{key} must be a non-empty list of numbers > 0, "
                                 f"got {options[key]!r}")
         if len(options["candidate_eps"]) < 3 or not all(
-                config._is_finite_number(e) and 0 < e <= 1 for e in options["candidate_eps"]):
+                _number(e) and 0 < e <= 1 for e in options["candidate_eps"]):
             problems.append(f"candidate_eps must list at least 3 ε in (0, 1] (rule 1 picks "
                             f"3), got {options['candidate_eps']!r}")
     else:
@@ -158,7 +168,7 @@ def _check_options(stage: str, options: Mapping[str, Any]) -> None:
             problems.append(f"settings must be a list of {', '.join(SETTINGS)} with reference "
                             f"among them (the contrasts are made against it), got {chosen!r}")
         margin = options["margin"]
-        if margin is not None and not (config._is_finite_number(margin) and margin > 0):
+        if margin is not None and not (_number(margin) and margin > 0):
             problems.append(f"margin must be a number > 0 (points) or None, got {margin!r}")
     if problems:
         raise ValueError("\n".join(problems))

@@ -167,21 +167,30 @@ class Runner:
                                                            progress=False)
         return self._experiments[run]
 
-    def ensure(self, job_id: str) -> None:
-        """Make sure job ``job_id`` is done: its prerequisites, then itself under its lock."""
+    def ensure(self, job_id: str, own: bool = True) -> None:
+        """Make sure job ``job_id`` is done: its prerequisites, then itself under its lock.
+
+        A job of this process's slice (``own``) always runs: a training then reuses finished
+        networks only after checking their parameters. A prerequisite training whose files
+        are all there is taken as done (the job that uses it checks its parameters on
+        loading)."""
         if job_id in self.done:
             return
         job = self.plan.job(job_id)
+        if (not own and job.kind in plan_module.TRAINING_KINDS
+                and scores.job_done(self.plan, job)):
+            self.done.add(job_id)
+            return
         if not job.resolved:  # phase 2 of select: its setting comes from phase 1's scores
             for first in job.after:
-                self.ensure(first)
+                self.ensure(first, own=False)
             self._rebuild()
             job = self.plan.job(job_id)
             if not job.resolved:
                 raise RuntimeError(f"{job_id}: the first phase is scored but its setting "
                                    f"could not be chosen ({self.plan.pending})")
         for first in job.after:
-            self.ensure(first)
+            self.ensure(first, own=False)
         with job_lock(self.plan.folder, job.id):
             if not (job.kind == "score" and scores.scored(self.plan, job.slot)):
                 start = time.perf_counter()
