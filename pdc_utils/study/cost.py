@@ -48,9 +48,7 @@ def counts(plan: Plan) -> Counts:
             plain += 1
             penalised += len(job.networks) - 1
     n_train = data.num_examples(p["dataset"], "train", p["train_limit"])
-    n_eval = data.num_examples(p["dataset"], plan.split)
-    if plan.split == "test" and p["test_limit"]:
-        n_eval = min(n_eval, p["test_limit"])
+    n_eval = data.num_examples(p["dataset"], plan.split, p["attack_limit"])
     cells = sum(1 for j in plan.jobs if j.kind == "score")
     n_attackers, n_eps = o["n_attackers"], len(plan.eps_grid)
     batches = math.ceil(n_eval / p["attack_batch_size"])
@@ -142,6 +140,7 @@ def describe(plan: Plan, measured: dict[str, Any] | None) -> str:
         f"{measured['diverge']:.3f} s per diverge step (batch {plan.params['batch_size']}), "
         f"{measured['gradient']:.3f} s per input gradient of {plan.params['attack_batch_size']} "
         f"images (scaled from a batch of {plan.params['batch_size']})")
-    lines.append(f"estimate: about {hours:,.1f} {what}; an estimate from step timings alone "
-                 f"(no data loading, per-epoch validation or start-up), so a lower bound")
+    digits = 0 if hours >= 100 else 1
+    lines.append(f"estimate: about {hours:,.{digits}f} {what}; an estimate from step timings "
+                 f"alone (no data loading, per-epoch validation or start-up), so a lower bound")
     return "\n".join(lines)

@@ -250,8 +250,8 @@ def describe(plan: Plan) -> str:
     """The plan in words: the cells with their parameters and seeds, then every job."""
     p, o = plan.params, plan.options
     lines = [f"study {plan.stage} on profile {plan.profile!r} ({p['dataset']}, {p['network']} "
-             f"at width {p['width']}, {p['epochs']} epochs, batch {p['batch_size']}; design of "
-             f"the attackers: trained alone) in {plan.folder}",
+             f"at width {p['width']}, {p['epochs']} epochs, batch {p['batch_size']}, learning "
+             f"rate {p['learning_rate']:g}, {p['schedule']} schedule) in {plan.folder}",
              f"scored on the {plan.split} split at ε {plan.eps_grid} ({p['protocol']} protocol, "
              f"FGM and PGD {p['pgd_steps']} steps of {p['pgd_step']:g}); {o['n_seeds']} seed "
              f"pairs per cell, {o['n_attackers']} attackers",

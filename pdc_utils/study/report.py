@@ -41,11 +41,16 @@ class Recipe:
     width: int
     epochs: int
     batch_size: int
+    limit: int = 0  # attack_limit: how many images of the split were scored (0: all)
 
     @classmethod
     def of(cls, profile: str, params: Mapping[str, Any]) -> Recipe:
         return cls(profile, params["dataset"], params["network"], params["width"],
-                   params["epochs"], params["batch_size"])
+                   params["epochs"], params["batch_size"], params.get("attack_limit", 0))
+
+    def images(self, split: str) -> int:
+        """How many images of ``split`` every network was scored on."""
+        return data.num_examples(self.dataset, split, self.limit)
 
     def network_words(self) -> str:
         cifar = self.dataset in ("digits", "cifar10") and self.network.startswith("resnet")
@@ -85,7 +90,7 @@ def select_markdown(frame: pd.DataFrame, diffs: pd.DataFrame, white_box: pd.Data
                     recipe: Recipe, stem: str, seconds: float) -> str:
     wb = white_box.groupby(["attack", "eps"])["accuracy"].mean()
     eps = selection["eps_grid"]
-    n_images = data.num_examples(recipe.dataset, "validation")
+    n_images = recipe.images("validation")
     timing = _minutes(seconds)
     lines = [
         f"# Diverge study on {recipe.dataset}, validation split (`{stem}`)",
@@ -260,7 +265,7 @@ def confirm_markdown(frame: pd.DataFrame, diffs: pd.DataFrame, contrast: pd.Data
                      base_seed: int, n_seeds: int, margin: float | None,
                      attackers: Sequence[str], recipe: Recipe, seconds: float) -> str:
     wb = white_box.groupby(["attack", "eps"])["accuracy"].mean()
-    n_images = data.num_examples(recipe.dataset, "test")
+    n_images = recipe.images("test")
     label_of = dict(zip(frame["cell"], frame["setting"], strict=False))
     timing = _minutes(seconds)
     lines = [

@@ -32,7 +32,8 @@ def paths(plan: Plan, slot: str) -> tuple[Path, Path]:
 def record(plan: Plan, slot: str) -> dict[str, Any]:
     """What a cell's scores depend on: its run's parameters, the split and the ε grid."""
     p = plan.cell_params(slot)
-    keys = (*config.TRAINING_KEYS, "run_name", "protocol", "pgd_step", "pgd_steps")
+    keys = (*config.TRAINING_KEYS, "run_name", "protocol", "pgd_step", "pgd_steps",
+            "attack_limit")
     return {"params": {k: p[k] for k in keys if k in p}, "split": plan.split,
             "eps_grid": plan.eps_grid,
             "first": slot == next(iter(plan.slots))}
