@@ -297,7 +297,7 @@ def test_study_plan_command_prints_the_plan_and_its_cost(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "study select on profile 'cifar10'" in done.stdout
     assert "(paper protocol" in done.stdout
-    assert "cost: 230 trainings" in done.stdout and "time: not measured" in done.stdout
+    assert "cost: 178 trainings" in done.stdout and "time: not measured" in done.stdout
     assert (tmp_path / "plan_select.json").exists()
     bad = subprocess.run([sys.executable, "-m", "pdc_utils", "study", "report", "--stage",
                           "select", "--profile", "smoke", "--dir", str(tmp_path)],
