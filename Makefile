@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup tutorial test test-all lab student student-lab book book-check bench full lint clean
+.PHONY: setup tutorial test test-all test-study lab student student-lab book book-check bench full lint clean
 
 ## setup: create .venv and install the package with its dev extras
 setup: $(STAMP)
@@ -32,6 +32,12 @@ test: setup
 test-all: setup
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -n 2
+
+## test-study: the study command's tests (plans against the committed digits tables, reports
+## remade from the committed scores, shards, locks); E2E=1 adds the end-to-end smoke study
+## (both stages, three concurrent shards, a killed shard restarted: minutes of training)
+test-study: setup
+	$(BIN)/python -m pytest tests/test_study.py $(if $(E2E),tests/test_study_e2e.py)
 
 ## lab: open the notebooks in JupyterLab (the lecturer's copies, with the solutions), with the
 ## course's settings (lab-settings/overrides.json: no news pop-up, no update check)

@@ -1,5 +1,5 @@
 """Command line: ``python -m pdc_utils run|train --profile NAME``, ``profiles``,
-``student-copies``, ``grade``, ``book``."""
+``student-copies``, ``grade``, ``book``, ``study``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pdc_utils import book as book_module
 from pdc_utils import config, exercises, locking, run
+from pdc_utils.study import cli as study_cli
 
 
 def _add_run_options(command: argparse.ArgumentParser, run_name_help: str) -> None:
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"one of {', '.join(book_module.EDITIONS)} (default: lecturer)")
     book.add_argument("--build-dir", default=None,
                       help="where the sources, doctrees and html/ go (default: book/_build)")
+    study_cli.add_parser(commands)
     return parser
 
 
@@ -160,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return _grade(args.dir)
     if args.command == "book":
         return _book(args)
+    if args.command == "study":
+        return study_cli.main(args)
     start = time.perf_counter()
     try:
         overrides = dict(run.parse_override(p) for p in args.param)

@@ -365,13 +365,14 @@ class Experiment:
         """Train (or reuse) the attacker f1 with ``seed``."""
         return self._fit([self._member(ATTACKER, self.p["seed"])], ATTACKER)[ATTACKER]
 
+    def train_attacker(self, k: int) -> keras.Model:
+        """Train (or reuse) attacker ``k`` alone (f1 for k = 0)."""
+        name = self.attacker_names[k]
+        return self._fit([self._member(name, attacker_seed(self.p["seed"], k))], name)[name]
+
     def attackers(self) -> dict[str, keras.Model]:
         """Train (or reuse) every attacker: f1 and the ``n_attackers - 1`` independent ones."""
-        trained = {}
-        for k, name in enumerate(self.attacker_names):
-            member = self._member(name, attacker_seed(self.p["seed"], k))
-            trained.update(self._fit([member], name))
-        return trained
+        return {name: self.train_attacker(k) for k, name in enumerate(self.attacker_names)}
 
     def untrained(self, save: bool = True) -> keras.Model:
         """The frozen, untrained reference of the control: built from its seed, saved once
@@ -401,31 +402,39 @@ class Experiment:
     def _chain(self, s: int) -> dict[str, keras.Model]:
         return self._fit(self._chain_specs(s, networks=True), f"chain_s{s}")
 
+    def train_chain(self, s: int) -> dict[str, keras.Model]:
+        """Train (or reuse) chain ``s`` of the ``paper_code`` design, all its nets."""
+        if self.p["design"] != "paper_code":
+            raise ValueError(f"chains belong to design 'paper_code', not {self.p['design']!r}")
+        return self._chain(s)
+
+    def train_baseline(self, f1: keras.Model, s: int) -> keras.Model:
+        """Train (or reuse) pair ``s``'s baseline (under ``paper_code``: its whole chain)."""
+        base = self.pairs[s][0]
+        if self.p["design"] == "paper_code":
+            return self._chain(s)[base]
+        member = self._member(base, pair_seed(self.p["seed"], s), references=[f1])
+        return self._fit([member], base)[base]
+
+    def train_diverged(self, f1: keras.Model, s: int) -> keras.Model:
+        """Train (or reuse) pair ``s``'s diverged network (under ``paper_code``: its chain),
+        penalised against f1 or, for the control, the untrained network."""
+        div = self.pairs[s][1]
+        if self.p["design"] == "paper_code":
+            return self._chain(s)[div]
+        member = self._member(div, pair_seed(self.p["seed"], s), alpha=self.p["alpha"],
+                              references=[self._reference_network(f1)])
+        return self._fit([member], div)[div]
+
     def baselines(self, f1: keras.Model) -> dict[str, keras.Model]:
         """Train (or reuse) every pair's baseline. Under ``paper_code`` a baseline is net 0 of
         a chain trained interleaved with the others, so this trains the whole chains."""
-        trained = {}
-        for s, (base, _) in enumerate(self.pairs):
-            if self.p["design"] == "paper_code":
-                trained[base] = self._chain(s)[base]
-            else:
-                member = self._member(base, pair_seed(self.p["seed"], s), references=[f1])
-                trained.update(self._fit([member], base))
-        return trained
+        return {base: self.train_baseline(f1, s) for s, (base, _) in enumerate(self.pairs)}
 
     def diverged(self, f1: keras.Model) -> dict[str, keras.Model]:
         """Train (or reuse) every pair's diverged network (under ``paper_code``: its chain),
         penalised against f1 or, for the control, the untrained network."""
-        trained = {}
-        reference = None if self.p["design"] == "paper_code" else self._reference_network(f1)
-        for s, (_, div) in enumerate(self.pairs):
-            if self.p["design"] == "paper_code":
-                trained[div] = self._chain(s)[div]
-            else:
-                member = self._member(div, pair_seed(self.p["seed"], s), alpha=self.p["alpha"],
-                                      references=[reference])
-                trained.update(self._fit([member], div))
-        return trained
+        return {div: self.train_diverged(f1, s) for s, (_, div) in enumerate(self.pairs)}
 
     # ------------------------------------------------------------------ loading
 
