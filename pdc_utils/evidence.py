@@ -340,8 +340,9 @@ def verdict_text(gap: pd.DataFrame, *, run_name: str, dataset: str, design: str,
     if n < 2:
         return text + ". One pair is one draw of training randomness: no interval, no test."
     clean = gap[gap["attack"] == "clean"].iloc[0]
-    ending = (f"On clean images: {clean['difference']:+.1f} [{clean['low']:+.1f}, "
-              f"{clean['high']:+.1f}]. "
+    interval = ("" if np.isnan(clean["low"]) else
+                 f" [{clean['low']:+.1f}, {clean['high']:+.1f}]")
+    ending = (f"On clean images: {clean['difference']:+.1f}{interval}. "
               + (f"{n} pairs make an illustration, not a result: "
                  "bench/results/diverge_confirm.md holds the confirmatory study."
                  if n < CONFIRMATORY_PAIRS else ""))

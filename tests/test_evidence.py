@@ -167,8 +167,11 @@ def test_a_verdict_of_two_pairs_makes_no_claim_and_says_why():
 
 
 def test_a_verdict_names_the_comparisons_left_untested_for_rounding():
-    text = _verdict(_gap(4, [0.001, np.nan]))
+    gap = _gap(4, [0.001, np.nan])
+    gap.loc[0, ["low", "high"]] = np.nan  # identical clean differences: no interval
+    text = _verdict(gap)
     assert "1 of them get no test" in text and "over the 1 comparisons" in text
+    assert "On clean images: +0.5. " in text and "nan" not in text
 
 
 def test_a_verdict_that_finds_nothing_does_not_say_there_is_nothing():
