@@ -606,9 +606,10 @@ def require(path: Path, notebook: str) -> Path:
     if not path.exists():
         run = path.resolve().parent.parent.name  # runs/<run>/<models|results>/<file>
         raise MissingPrerequisite(
-            f"{path} does not exist: run notebooks/{notebook}.ipynb first with "
-            f"run_name={run!r} (or `python -m pdc_utils run --profile PROFILE --run-name {run} "
-            f"--notebooks {notebook[:2]}`)."
+            f"{path} does not exist: run notebook {notebook}.ipynb first (your copy, in the "
+            f"folder this notebook is in) with run_name={run!r}, or from the project's folder "
+            f"`python -m pdc_utils run --run-name {run} --notebooks {notebook[:2]}` (the "
+            "quick profile; add --profile smoke for a smoke run)."
         )
     return path
 

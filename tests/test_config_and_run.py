@@ -134,7 +134,7 @@ def test_paths_follow_the_environment(isolated_run_dirs):
     assert config.run_dir("a") == (isolated_run_dirs / "runs" / "a").resolve()
     assert config.figures_dir("a") == (isolated_run_dirs / "figures" / "a").resolve()
     missing = config.models_dir("a") / "f1.keras"
-    with pytest.raises(FileNotFoundError, match="run notebooks/02_baseline_training.ipynb"):
+    with pytest.raises(FileNotFoundError, match="run notebook 02_baseline_training.ipynb first"):
         config.require(missing, "02_baseline_training")
 
 

@@ -127,7 +127,7 @@ def test_a_missing_prerequisite_shows_its_message_only_and_still_fails_papermill
     assert len(errors) == 1 and errors[0].ename == "MissingPrerequisite"
     message = errors[0].evalue
     assert errors[0].traceback == [message]  # no "Traceback", no frames of pdc_utils' files
-    assert "f2_diverge.keras does not exist: run notebooks/03_diverge_training.ipynb first" in (
+    assert "f2_diverge.keras does not exist: run notebook 03_diverge_training.ipynb first" in (
         message)
 
     # under papermill the cell still fails, and the run stops with the same error
