@@ -2,7 +2,8 @@
 command line; the same plan by one process and by three concurrent shards (given by
 --shard, the Slurm array variables and a Kubernetes completion index) gives identical
 tables; a shard killed mid-training and started again finishes the plan with the same
-numbers. Slow (minutes of training on 2 cores): marked like the notebook smoke runs."""
+numbers. Slow (tens of minutes of training on 2 cores): marked ``slow``, so ``make test``
+leaves it to ``make test-all`` and ``make test-study E2E=1``."""
 
 import os
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.notebook
+pytestmark = pytest.mark.slow
 
 CONFIRM = ["-p", "settings=reference,control,grad_align"]
 
