@@ -282,6 +282,11 @@ def seed_differences(per_example: pd.DataFrame, pairs: Sequence[tuple[str, str]]
     missing = sorted(set(attackers) - set(per_example["attacker"]))
     if not attackers or missing:
         raise ValueError(f"attackers must name attackers of the table; missing: {missing}")
+    unknown = sorted({name for pair in pairs for name in pair} - set(per_example["model"]))
+    if not pairs or unknown:
+        raise ValueError(f"pairs must be (baseline, diverged) names of models in the table; "
+                         f"not in it: {unknown or 'no pairs given'} (its models: "
+                         f"{sorted(set(per_example['model']))})")
     accuracy = _accuracy(per_example).set_index(["attacker", "attack", "eps", "model"])[
         "accuracy"]
     families = [(REFERENCE_ATTACKER, [attackers[0]])]

@@ -178,3 +178,13 @@ def test_a_verdict_that_finds_nothing_does_not_say_there_is_nothing():
     text = _verdict(_gap(4, [0.3, 0.6]))
     assert "no evidence of an effect either way, which is not evidence that there is none" in (
         text)
+
+
+def test_seed_differences_names_a_model_the_table_does_not_have():
+    rows = [("f1", "clean", 0.0, model, 1) for model in ("f2_baseline", "f2_diverge")]
+    table = pd.DataFrame(rows, columns=["attacker", "attack", "eps", "model", "correct"])
+    with pytest.raises(ValueError, match=r"not in it: \['f2_diverge_s1'\] \(its models: "
+                                         r"\['f2_baseline', 'f2_diverge'\]\)"):
+        evidence.seed_differences(table, [("f2_baseline", "f2_diverge_s1")], ["f1"])
+    with pytest.raises(ValueError, match="no pairs given"):
+        evidence.seed_differences(table, [], ["f1"])
