@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup tutorial test test-all test-study lab student student-lab book book-check bench full lint clean
+.PHONY: setup tutorial test test-all test-study lab student student-lab book book-check lab-check bench full lint clean
 
 ## setup: create .venv and install the package with its dev extras
 setup: $(STAMP)
@@ -73,6 +73,13 @@ book: setup
 ## navigation, search); a screenshot per page in book/_build/screenshots
 book-check: setup
 	$(BIN)/python tests/browser/check_book.py book/_build/html
+
+## lab-check: fresh students' copies (in build/lab-check) run with Run All in JupyterLab in
+## headless Chromium, as a student does: any error, warning or log output is a problem.
+## Reads runs/quick: make tutorial first. NOTEBOOKS="02 04" checks some of them.
+lab-check: setup
+	$(BIN)/python -m pdc_utils student-copies --out build/lab-check --force
+	$(BIN)/python tests/browser/check_lab.py build/lab-check $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS))
 
 ## bench: the benchmarks of bench/, tables written to bench/results/
 bench: setup

@@ -9,6 +9,7 @@ finished one is reused.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -331,6 +332,10 @@ class EpochRunner:
     ``train_step`` (``test_step``) on its slice; the metrics are reset at the start of an epoch
     and read, summed over replicas and workers, at its end. The steps are compiled with XLA on
     a GPU, as ``fit`` would. On one device it gives the weights ``fit`` gives, bit for bit.
+
+    With ``PDC_EAGER_STEPS=1`` in the environment and one replica, the steps run eagerly
+    instead: for the test suite's smoke runs (four steps per network), where tracing a step
+    costs seconds and running it milliseconds. The compiled path is the one runs use.
     """
 
     def __init__(self, model: DivergeModel, strategy: tf.distribute.Strategy) -> None:
@@ -343,14 +348,15 @@ class EpochRunner:
     def _compiled(self, step: Callable) -> Callable:
         replica_step = tf.function(step, jit_compile=True) if on_gpu() else step
 
-        @tf.function
         def distributed_step(iterator) -> tf.Tensor:
             batch = iterator.get_next_as_optional()
             if batch.has_value():
                 self.strategy.run(replica_step, args=(batch.get_value(),))
             return batch.has_value()
 
-        return distributed_step
+        eager = (os.environ.get("PDC_EAGER_STEPS") == "1"
+                 and self.strategy.num_replicas_in_sync == 1)
+        return distributed_step if eager else tf.function(distributed_step)
 
     def _epoch(self, step: Callable, data: tf.data.Dataset, prefix: str) -> dict[str, float]:
         for metric in self.model.metrics:

@@ -15,6 +15,15 @@ def isolated_run_dirs(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def eager_steps(monkeypatch):
+    """Training steps run eagerly (``PDC_EAGER_STEPS=1``, kernels included): for tests that
+    train smoke networks of a few steps each to test what comes after the training. The
+    compiled steps are tested where the training itself is (test_training, test_distribute,
+    test_multi_worker)."""
+    monkeypatch.setenv("PDC_EAGER_STEPS", "1")
+
+
 #: The longest tests, started first and in this order: pytest-xdist hands out the first tests
 #: to its two workers in turn, so the longest two run side by side from the start instead of
 #: one of them after everything else (the suite's wall time is set by its longest worker).

@@ -10,6 +10,10 @@ import tensorflow_datasets as tfds
 
 from pdc_utils import artifacts, config, data, experiment, features, storage, training
 
+# these tests are about what follows a training (names, reuse, refusals, progress lines):
+# the smoke networks' few steps run eagerly (conftest.eager_steps)
+pytestmark = pytest.mark.usefixtures("eager_steps")
+
 
 def _params(**overrides):
     p = config.profile("smoke")

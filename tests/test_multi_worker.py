@@ -95,6 +95,8 @@ def one_process(tmp_path_factory) -> Path:
     return runs
 
 
+# the killed-worker test ends with this same comparison after its resume: slow (make test-all)
+@pytest.mark.slow
 def test_two_workers_train_to_the_weights_of_one_process(one_process, tmp_path):
     outputs = finish(start_workers(tmp_path))
     assert all("multi_worker (2 replica(s))" in out for out in outputs)

@@ -101,7 +101,7 @@ def test_no_kept_cell_needs_a_name_only_a_solution_cell_binds(path):
 
 
 @pytest.mark.notebook
-def test_smoke_run_of_the_whole_series(isolated_run_dirs):
+def test_smoke_run_of_the_whole_series(isolated_run_dirs, eager_steps):
     summary = run.run_series("smoke", run_name="smoke", progress=False)
     run_dir = isolated_run_dirs / "runs" / "smoke"
     assert summary == run_dir / "summary.md"
@@ -180,7 +180,7 @@ def test_smoke_run_of_the_whole_series(isolated_run_dirs):
 
 
 @pytest.mark.notebook
-def test_smoke_run_of_the_paper_code_design_with_the_gal_penalty(isolated_run_dirs):
+def test_smoke_run_of_the_paper_code_design_with_the_gal_penalty(isolated_run_dirs, eager_steps):
     # under the seed's protocol too (eps in normalised units, no clipping, random PGD start)
     run.run_series("smoke", run_name="chain",
                    overrides={"design": "paper_code", "penalty": "grad_align",
@@ -204,7 +204,7 @@ def test_smoke_run_of_the_paper_code_design_with_the_gal_penalty(isolated_run_di
 
 
 @pytest.mark.notebook
-def test_smoke_run_of_the_untrained_control_with_the_spread_term(isolated_run_dirs):
+def test_smoke_run_of_the_untrained_control_with_the_spread_term(isolated_run_dirs, eager_steps):
     overrides = {"diverge_from": "untrained", "penalty": "u", "keep_dim": 1.0}
     run.run_series("smoke", run_name="control", overrides=overrides,
                    notebooks=["02", "03", "04"], progress=False)

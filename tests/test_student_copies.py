@@ -167,4 +167,6 @@ def test_grade_needs_executed_notebooks(originals, tmp_path, capsys):
                         "Run All Cells")
     (tmp_path / "fresh" / "notes.ipynb").write_text("not json")
     assert main(["grade", str(tmp_path / "fresh")]) == 1
-    one_paragraph_error(capsys, "cannot read notes.ipynb as a notebook")
+    skipped, error = capsys.readouterr().err.strip().split("\n")
+    assert skipped == "skipped notes.ipynb: not a notebook (not JSON text)"
+    assert error.startswith("error: ") and "none of them executed" in error, error

@@ -63,7 +63,9 @@ def test_diverge_lowers_dcor_to_the_reference_and_leaves_it_unchanged(
     assert dcor["diverge"] < dcor["plain"] - 0.1, dcor
 
 
-@pytest.mark.parametrize(("penalty", "alpha"), [("v", 2.0), ("u", 2.0), ("u", 0.0)])
+# ("u", 2.0) is the other two's paths together (the U estimator; a penalty that trains): slow
+@pytest.mark.parametrize(("penalty", "alpha"), [
+    ("v", 2.0), pytest.param("u", 2.0, marks=pytest.mark.slow), ("u", 0.0)])
 def test_cached_reference_features_train_like_the_live_reference(penalty, alpha):
     """Two steps with f1's features read from the batch give the weights and metrics of two
     steps that run f1 (α = 0: the monitored dCor² only)."""
@@ -277,9 +279,11 @@ def test_dcor_is_float32_under_mixed_precision_and_xla(digits):
 
 GPU_PROFILE_NETWORKS = [("cifar10", "resnet18")] + [
     ("imagenette", name) for name in
-    ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "efficientnet_b0")] + [
-    # ResNet-152 is ResNet-50's bottleneck blocks, more of them: the slowest step to trace
-    pytest.param("imagenette", "resnet152", marks=pytest.mark.slow)]
+    ("resnet18", "resnet50", "mobilenet_v3_small", "efficientnet_b0")] + [
+    # ResNet-34 is ResNet-18's basic blocks and ResNet-152 ResNet-50's bottleneck blocks,
+    # more of them: the same code, slower to trace
+    pytest.param("imagenette", name, marks=pytest.mark.slow) for name in ("resnet34",
+                                                                          "resnet152")]
 
 
 @pytest.mark.parametrize(("dataset", "network"), GPU_PROFILE_NETWORKS)

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from pdc_utils import config, experiment, training
+
+# these tests are about what follows a training (names, reuse, refusals, progress lines):
+# the smoke networks' few steps run eagerly (conftest.eager_steps)
+pytestmark = pytest.mark.usefixtures("eager_steps")
 
 
 def test_a_smoke_training_prints_a_line_per_network(isolated_run_dirs, capsys):
